@@ -1,0 +1,16 @@
+// Each subcommand of `kvlab` registers itself on the application; one file per command.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace kvlab::cli {
+
+void add_plan_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
+
+// Every command but `demo` (the demo runs these through a fresh application, as if typed).
+inline void add_work_commands(CLI::App& app) {
+  add_plan_command(app);
+}
+
+}  // namespace kvlab::cli

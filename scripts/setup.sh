@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# kvlab setup: installs every Debian package the project needs (only the missing ones, so a second
+# run is quick and offline), then configures and builds one CMake preset.
+#   scripts/setup.sh [PRESET]      PRESET: cpu (default), debug, asan, cuda
+set -euo pipefail
+cd "$(dirname "$0")/.."
+preset="${1:-cpu}"
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libeigen3-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  pybind11-dev libglfw3-dev libimgui-dev
+  python3 python3-dev python3-numpy python3-torch python3-sklearn python3-matplotlib
+  jupyter-notebook python3-nbconvert python3-ipykernel
+  xvfb xauth clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "kvlab setup: installing ${#missing[@]} Debian package(s): ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "kvlab setup: need root or sudo to install packages" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "kvlab setup: all ${#packages[@]} Debian packages present"
+fi
+
+cmake --preset "$preset" | grep -E "kvlab:|Error" || true
+test -f "build/$preset/build.ninja" || { echo "kvlab setup: configure failed" >&2; exit 1; }
+cmake --build --preset "$preset"
+echo "kvlab setup: built preset '$preset' (binary: build/$preset/kvlab)"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# kvlab tests: sets up, builds and runs the whole suite (the README's second command; .ci/run).
+#   1. the Release build (preset cpu): every test, every label (unit, cli, oracle, gpu, ...);
+#      GPU tests skip only when no CUDA device answers.
+#   2. the sanitizer build (preset asan): the unit suite under ASan + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs="$(nproc)"
+
+scripts/setup.sh cpu
+ctest --preset cpu -j "$jobs"
+
+echo "kvlab tests: unit suite under ASan + UBSan"
+scripts/setup.sh asan
+ctest --preset asan -j "$jobs"
+echo "kvlab tests: all passed"
