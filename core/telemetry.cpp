@@ -1,0 +1,65 @@
+#include "core/telemetry.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+
+namespace kvlab {
+
+JsonlObserver::JsonlObserver(const std::string& path)
+    : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())) {
+  out_.open(tmp_, std::ios::out | std::ios::trunc);
+  if (!out_) fail("--telemetry", path, "cannot open the file for writing");
+}
+
+JsonlObserver::~JsonlObserver() {
+  if (!closed_) {
+    out_.close();
+    std::remove(tmp_.c_str());  // never leave a partial file behind
+  }
+}
+
+void JsonlObserver::on_kv_step(const KvStepEvent& e) {
+  nlohmann::json j = {{"event", "kv_step"},
+                      {"step", e.step},
+                      {"phase", e.phase},
+                      {"layer", e.layer},
+                      {"bank", e.bank},
+                      {"writes", e.writes},
+                      {"tokens_held", e.tokens_held},
+                      {"bytes_held", e.bytes_held},
+                      {"budget", e.budget},
+                      {"evicted", e.evicted}};
+  std::lock_guard<std::mutex> lock(mu_);
+  out_ << j.dump() << '\n';
+}
+
+void JsonlObserver::on_step_summary(const StepSummaryEvent& e) {
+  nlohmann::json j = {{"event", "step"},
+                      {"step", e.step},
+                      {"phase", e.phase},
+                      {"tokens_in_step", e.tokens_in_step},
+                      {"position", e.position},
+                      {"kv_bytes_held", e.kv_bytes_held},
+                      {"kv_bytes_allocated", e.kv_bytes_allocated}};
+  std::lock_guard<std::mutex> lock(mu_);
+  out_ << j.dump() << '\n';
+}
+
+void JsonlObserver::close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return;
+  out_.flush();
+  const bool ok = static_cast<bool>(out_);
+  out_.close();
+  if (!ok || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    std::remove(tmp_.c_str());
+    fail("--telemetry", path_, "could not be written");
+  }
+  closed_ = true;
+}
+
+}  // namespace kvlab

@@ -1,0 +1,220 @@
+#include "reference/engine.hpp"
+
+#include <Eigen/Core>
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "reference/attention.hpp"
+#include "reference/linear.hpp"
+#include "reference/ops.hpp"
+
+namespace kvlab::ref {
+namespace {
+
+int resolve_context(const ModelConfig& c, int context) {
+  if (context < 0 || context > (1 << 24)) {
+    fail("--context", std::to_string(context), "must be in [1, 16777216] (0 = the model's)");
+  }
+  return context == 0 ? c.max_position_embeddings : context;
+}
+
+KvPlan resolve_plan(const KvPlan& own, const std::optional<KvPlan>& requested) {
+  if (!requested) return own;
+  const KvPlan& p = *requested;
+  if (p.layers() != own.layers()) {
+    fail("--plan", p.to_string(),
+         "has " + std::to_string(p.layers()) + " layers; the model has " +
+             std::to_string(own.layers()));
+  }
+  for (int t : p.kv_layers()) {
+    if (!own.is_kv_layer(t)) {
+      fail("--plan", p.to_string(),
+           "layer " + std::to_string(t) +
+               " would be a KV layer but the checkpoint has no W_K/W_V for it (its plan is " +
+               own.to_string() + ")");
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+template <typename S>
+Engine<S>::Engine(const ModelWeights<S>& weights, EngineOptions o)
+    : w_(weights),
+      plan_(resolve_plan(weights.plan, o.plan)),
+      threads_(o.threads),
+      context_(resolve_context(weights.config, o.context)),
+      force_nodiag_(o.force_nodiag),
+      kv_(plan_, weights.config, context_) {
+  if (threads_ < 1 || threads_ > 256) {
+    fail("--threads", std::to_string(threads_), "must be in [1, 256]");
+  }
+  Eigen::setNbThreads(1);  // kvlab splits the work itself (reference/linear.hpp, attention.hpp)
+}
+
+template <typename S>
+void Engine<S>::reset() {
+  kv_.clear();
+  pos_ = 0;
+  step_ = 0;
+}
+
+template <typename S>
+void Engine<S>::check_tokens(const int* tokens, int T) const {
+  for (int i = 0; i < T; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= w_.config.vocab_size) {
+      fail("token", std::to_string(tokens[i]) + " (at index " + std::to_string(i) + ")",
+           "token ids must be in [0, " + std::to_string(w_.config.vocab_size) + ")");
+    }
+  }
+  if (pos_ + T > context_) {
+    fail("prompt", std::to_string(pos_ + T) + " tokens",
+         "the sequence may hold at most " + std::to_string(context_) + " tokens (the context)");
+  }
+}
+
+template <typename S>
+std::vector<S> Engine<S>::prefill(const std::vector<int>& tokens, bool all_logits) {
+  if (tokens.empty()) fail("prompt", "(empty)", "needs at least one token");
+  reset();
+  const int T = static_cast<int>(tokens.size());
+  check_tokens(tokens.data(), T);
+  const long V = w_.config.vocab_size;
+  std::vector<S> logits((all_logits ? T : 1) * V);
+  kv_.begin_step();
+  if (!plan_.has_upward()) {
+    forward(tokens.data(), T, /*batched=*/true, all_logits, logits.data());
+  } else {
+    // Token by token: each upward reader sees the target's K/V of every earlier token (exact).
+    std::vector<S> row(V);
+    for (int t = 0; t < T; ++t) {
+      forward(&tokens[t], 1, /*batched=*/false, false, row.data());
+      if (all_logits || t == T - 1) {
+        std::copy(row.begin(), row.end(), logits.begin() + (all_logits ? t * V : 0));
+      }
+    }
+  }
+  emit_step("prefill", T);
+  return logits;
+}
+
+template <typename S>
+std::vector<S> Engine<S>::decode(int token) {
+  check_tokens(&token, 1);
+  std::vector<S> logits(w_.config.vocab_size);
+  ++step_;
+  kv_.begin_step();
+  forward(&token, 1, /*batched=*/false, false, logits.data());
+  emit_step("decode", 1);
+  return logits;
+}
+
+template <typename S>
+void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits, S* logits) {
+  const ModelConfig& c = w_.config;
+  const int C = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads;
+  const int D = c.head_dim, F = c.intermediate_size, V = c.vocab_size;
+  const int Q = H * D, KV = Hkv * D;
+  const double eps = c.rms_norm_eps;
+
+  std::vector<int> pos(T);  // (T)
+  for (int t = 0; t < T; ++t) pos[t] = pos_ + t;
+
+  std::vector<S> x(static_cast<long>(T) * C);  // (T, C) residual stream
+  for (int t = 0; t < T; ++t) {
+    std::copy_n(w_.embed.begin() + static_cast<long>(tokens[t]) * C, C, x.begin() + t * C);
+  }
+  std::vector<S> h(x.size()), q(static_cast<long>(T) * Q), att(static_cast<long>(T) * Q);
+  std::vector<S> o(x.size()), gate(static_cast<long>(T) * F), up(gate.size());
+  // Batched mode: each bank's K/V for these rows, (T, H_kv*D), committed after the last layer.
+  std::vector<std::vector<S>> rows_k(kv_.num_banks()), rows_v(kv_.num_banks());
+
+  for (int l = 0; l < plan_.layers(); ++l) {
+    const LayerWeights<S>& L = w_.layers[l];
+    const int b = kv_.bank_of_layer(l);
+
+    // --- attention: x += W_O · Attn(RMSNorm(x)) -------------------------------------------
+    rmsnorm(h.data(), x.data(), L.attn_norm.data(), T, C, eps);
+    linear(q.data(), h.data(), L.wq.data(), T, C, Q, threads_);
+    rope(q.data(), pos.data(), T, H, D, c.rope_theta);
+    if (plan_.is_kv_layer(l)) {
+      std::vector<S> k(static_cast<long>(T) * KV), v(k.size());  // (T, H_kv*D)
+      linear(k.data(), h.data(), L.wk.data(), T, C, KV, threads_);
+      linear(v.data(), h.data(), L.wv.data(), T, C, KV, threads_);
+      rope(k.data(), pos.data(), T, Hkv, D, c.rope_theta);  // shared after RoPE (§2)
+      if (batched) {
+        rows_k[b] = std::move(k);
+        rows_v[b] = std::move(v);
+      } else {
+        kv_.append(b, k.data(), v.data(), pos.data(), T);
+      }
+    }
+    AttentionSet set;
+    set.strict = plan_.is_upward(l) || force_nodiag_;
+    set.window = plan_.sliding(l) ? c.sliding_window : 0;
+    if (batched) {
+      attention(att.data(), q.data(), pos.data(), T, rows_k[b].data(), rows_v[b].data(), pos.data(),
+                T, H, Hkv, D, set, threads_);
+    } else {
+      const KvBank<S>& bank = kv_.bank(b);
+      const std::vector<int> kpos = kv_.positions(b);
+      attention(att.data(), q.data(), pos.data(), T, bank.k.data(), bank.v.data(), kpos.data(),
+                bank.held(), H, Hkv, D, set, threads_);
+    }
+    linear(o.data(), att.data(), L.wo.data(), T, Q, C, threads_);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+
+    // --- MLP: x += W_2 · (silu(W_1 h) ⊙ W_3 h), h = RMSNorm(x) -----------------------------
+    rmsnorm(h.data(), x.data(), L.ffn_norm.data(), T, C, eps);
+    linear(gate.data(), h.data(), L.w1.data(), T, C, F, threads_);
+    linear(up.data(), h.data(), L.w3.data(), T, C, F, threads_);
+    swiglu(gate.data(), up.data(), static_cast<long>(T) * F);
+    linear(o.data(), gate.data(), L.w2.data(), T, F, C, threads_);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] += o[i];
+  }
+
+  if (batched) {
+    for (int b = 0; b < kv_.num_banks(); ++b) {
+      kv_.append(b, rows_k[b].data(), rows_v[b].data(), pos.data(), T);
+    }
+  }
+  pos_ += T;
+
+  // --- logits = W_cls · RMSNorm_final(x): every row, or the last -----------------------------
+  const int first = all_logits ? 0 : T - 1, rows = T - first;
+  rmsnorm(h.data(), x.data() + static_cast<long>(first) * C, w_.final_norm.data(), rows, C, eps);
+  linear(logits, h.data(), w_.cls(), rows, C, V, threads_);
+}
+
+template <typename S>
+void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
+  if (observers_.empty()) return;
+  for (int l = 0; l < plan_.layers(); ++l) {
+    const int b = kv_.bank_of_layer(l);
+    KvStepEvent e;
+    e.step = step_;
+    e.phase = phase;
+    e.layer = l;
+    e.bank = plan_.kv_of(l);
+    e.writes = plan_.is_kv_layer(l);
+    e.tokens_held = kv_.bank(b).held();
+    e.bytes_held = kv_.bank_bytes_held(b);
+    e.budget = kv_.bank(b).budget;
+    e.evicted = kv_.bank(b).evicted_in_step;
+    observers_.emit(e, &Observer::on_kv_step);
+  }
+  StepSummaryEvent s;
+  s.step = step_;
+  s.phase = phase;
+  s.tokens_in_step = tokens_in_step;
+  s.position = pos_ - 1;
+  s.kv_bytes_held = kv_.bytes_held();
+  s.kv_bytes_allocated = kv_.bytes_allocated();
+  observers_.emit(s, &Observer::on_step_summary);
+}
+
+template class Engine<float>;
+template class Engine<double>;
+
+}  // namespace kvlab::ref

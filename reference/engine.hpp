@@ -1,0 +1,70 @@
+// The CPU reference engine: a Llama-style forward under any KV plan (techniques.md §1, §2), with
+// prefill (all prompt tokens at once) and decode (one token at a time) over one KV store.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "core/plan.hpp"
+#include "core/telemetry.hpp"
+#include "reference/kv_store.hpp"
+#include "reference/weights.hpp"
+
+namespace kvlab::ref {
+
+struct EngineOptions {
+  int threads = 1;             // heads and projection rows are split across this many threads
+  int context = 0;             // tokens a sequence may reach; 0 = max_position_embeddings
+  bool force_nodiag = false;   // mask the diagonal in every layer (§2)
+  std::optional<KvPlan> plan;  // run under another plan; its KV layers need W_K, W_V
+};
+
+template <typename S>
+class Engine {
+ public:
+  // Validates the options against the weights (plan layers, W_K/W_V present, threads, context).
+  explicit Engine(const ModelWeights<S>& weights, EngineOptions options = {});
+
+  void add_observer(Observer* o) { observers_.add(o); }
+  const KvPlan& plan() const { return plan_; }
+  const ModelConfig& config() const { return w_.config; }
+  int context() const { return context_; }
+  int position() const { return pos_; }  // tokens in the current sequence
+  const KvStore<S>& kv() const { return kv_; }
+  KvStore<S>& kv() { return kv_; }
+
+  // Starts a new sequence with `tokens` and returns the logits (T, V) when all_logits, else the
+  // last token's (1, V). Plans without upward edges run all rows in one pass; plans with upward
+  // edges are encoded token by token, which is exact (§3).
+  std::vector<S> prefill(const std::vector<int>& tokens, bool all_logits = false);
+  // Appends one token to the sequence and returns its logits (V).
+  std::vector<S> decode(int token);
+  void reset();
+
+  // Moves the sequence to `position` without computing anything (benchmarks fill the cache
+  // directly). Banks must already hold cells consistent with it.
+  void set_position(int position) { pos_ = position; }
+
+ private:
+  // Runs rows tokens (T) at positions pos_ .. pos_+T-1. `batched`: the layer K/V of these rows are
+  // held apart and committed after the last layer (prefill); otherwise they enter the banks as
+  // each KV layer computes them (decode). Writes logits (T or 1, V).
+  void forward(const int* tokens, int T, bool batched, bool all_logits, S* logits);
+  void emit_step(const char* phase, int tokens_in_step);
+  void check_tokens(const int* tokens, int T) const;
+
+  const ModelWeights<S>& w_;
+  KvPlan plan_;
+  int threads_;
+  int context_;
+  bool force_nodiag_;
+  KvStore<S> kv_;
+  ObserverList observers_;
+  int pos_ = 0;
+  int step_ = 0;
+};
+
+extern template class Engine<float>;
+extern template class Engine<double>;
+
+}  // namespace kvlab::ref

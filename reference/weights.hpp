@@ -1,0 +1,60 @@
+// The weights of a Llama-style model under a KV plan, as plain row-major arrays. Only KV layers
+// have W_K and W_V. RoPE pairing is always `half` (Hugging Face) inside kvlab.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/plan.hpp"
+
+namespace kvlab::ref {
+
+template <typename S>
+struct LayerWeights {
+  std::vector<S> attn_norm;  // (C)
+  std::vector<S> wq;         // (H*D, C)
+  std::vector<S> wk, wv;     // (H_kv*D, C), empty unless the layer is a KV layer
+  std::vector<S> wo;         // (C, H*D)
+  std::vector<S> ffn_norm;   // (C)
+  std::vector<S> w1;         // (F, C)  gate_proj
+  std::vector<S> w3;         // (F, C)  up_proj
+  std::vector<S> w2;         // (C, F)  down_proj
+};
+
+template <typename S>
+struct ModelWeights {
+  ModelConfig config;
+  KvPlan plan;           // the plan the checkpoint was made for
+  std::vector<S> embed;  // (V, C)
+  std::vector<LayerWeights<S>> layers;
+  std::vector<S> final_norm;  // (C)
+  std::vector<S> classifier;  // (V, C); empty when tied to `embed`
+
+  const S* cls() const { return classifier.empty() ? embed.data() : classifier.data(); }
+  std::int64_t bytes() const;  // bytes of all weight arrays
+};
+
+// Random weights, deterministic for a seed on every machine (own normal sampler). Scaled so that
+// activations stay sane at any depth: embeddings ~ N(0, 1), input projections ~ N(0, 1/fan_in),
+// output projections (W_O, W_2) additionally / sqrt(2L), norms = 1.
+template <typename S>
+ModelWeights<S> init_random(const ModelConfig& cfg, const KvPlan& plan, std::uint64_t seed);
+
+// Converts every array to another scalar type (float <-> double).
+template <typename To, typename From>
+ModelWeights<To> convert_weights(const ModelWeights<From>& w);
+
+// Throws kvlab::Error naming the first tensor with a NaN or infinity, or a wrong size.
+template <typename S>
+void check_weights(const ModelWeights<S>& w);
+
+// The Hugging Face name of every tensor the plan needs, with its shape, in a fixed order.
+struct TensorSpec {
+  std::string name;
+  std::vector<std::int64_t> shape;
+};
+std::vector<TensorSpec> tensor_specs(const ModelConfig& cfg, const KvPlan& plan);
+
+}  // namespace kvlab::ref
