@@ -1,0 +1,457 @@
+#include "core/safetensors.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/atomic_file.hpp"
+#include "core/error.hpp"
+
+static_assert(std::endian::native == std::endian::little,
+              "safetensors data is little-endian; kvlab reads it in place");
+
+namespace kvlab {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference implementation's limit
+
+// "<path>: <field> = <value> is invalid: <allowed>"
+[[noreturn]] void bad(const std::string& path, const std::string& field, const std::string& value,
+                      const std::string& allowed) {
+  fail(path + ": " + field, value, allowed);
+}
+
+std::string tensor_field(const std::string& name, const char* field) {
+  return "tensor '" + name + "' " + field;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string range_str(uint64_t begin, uint64_t end) {
+  std::string s = "[";  // appended piece by piece: GCC 12 warns falsely on a + chain here
+  s += std::to_string(begin);
+  s += ", ";
+  s += std::to_string(end);
+  s += "]";
+  return s;
+}
+
+bool parse_dtype(const std::string& s, Dtype* d) {
+  static const std::pair<const char*, Dtype> kAll[] = {
+      {"F32", Dtype::F32}, {"F16", Dtype::F16}, {"BF16", Dtype::BF16}, {"F64", Dtype::F64}};
+  for (const auto& [n, v] : kAll) {
+    if (s == n) {
+      *d = v;
+      return true;
+    }
+  }
+  return false;
+}
+
+// product(shape) * elem_size, or false on overflow.
+bool byte_size(const std::vector<int64_t>& shape, uint64_t elem_size, uint64_t* out) {
+  uint64_t n = elem_size;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return false;
+  }
+  *out = n;
+  return true;
+}
+
+TensorInfo parse_entry(const std::string& path, const std::string& name, const json& e) {
+  if (!e.is_object()) {
+    bad(path, "tensor '" + name + "'", e.dump(),
+        "must be an object {\"dtype\", \"shape\", \"data_offsets\"}");
+  }
+  TensorInfo t;
+  t.name = name;
+
+  auto dt = e.find("dtype");
+  if (dt == e.end()) bad(path, tensor_field(name, "dtype"), "(absent)", "every tensor needs one");
+  if (!dt->is_string() || !parse_dtype(dt->get<std::string>(), &t.dtype)) {
+    bad(path, tensor_field(name, "dtype"), dt->dump(), "must be one of F32, F16, BF16, F64");
+  }
+
+  auto sh = e.find("shape");
+  if (sh == e.end()) bad(path, tensor_field(name, "shape"), "(absent)", "every tensor needs one");
+  if (!sh->is_array()) {
+    bad(path, tensor_field(name, "shape"), sh->dump(), "must be a list of non-negative integers");
+  }
+  for (const json& d : *sh) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      bad(path, tensor_field(name, "shape"), sh->dump(), "must be a list of non-negative integers");
+    }
+    t.shape.push_back(d.get<int64_t>());
+  }
+
+  auto off = e.find("data_offsets");
+  if (off == e.end()) {
+    bad(path, tensor_field(name, "data_offsets"), "(absent)", "every tensor needs one");
+  }
+  if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+      !(*off)[1].is_number_unsigned()) {
+    bad(path, tensor_field(name, "data_offsets"), off->dump(),
+        "must be two non-negative integers [begin, end]");
+  }
+  t.begin = (*off)[0].get<uint64_t>();
+  t.end = (*off)[1].get<uint64_t>();
+  if (t.begin > t.end) {
+    bad(path, tensor_field(name, "data_offsets"), range_str(t.begin, t.end),
+        "begin must not exceed end");
+  }
+
+  uint64_t bytes = 0;
+  if (!byte_size(t.shape, static_cast<uint64_t>(dtype_size(t.dtype)), &bytes)) {
+    bad(path, tensor_field(name, "shape"), shape_str(t.shape),
+        "product(shape) * dtype size overflows 64 bits");
+  }
+  if (bytes != t.end - t.begin) {
+    bad(path, tensor_field(name, "data_offsets"),
+        range_str(t.begin, t.end) + " (" + std::to_string(t.end - t.begin) + " bytes)",
+        "must span product(shape) * dtype size = " + std::to_string(bytes) + " bytes for shape " +
+            shape_str(t.shape) + " " + dtype_name(t.dtype));
+  }
+  return t;
+}
+
+// Offsets must tile [0, data_size) exactly. `tensors` is sorted by (begin, end).
+void check_coverage(const std::string& path, const std::vector<TensorInfo>& tensors,
+                    uint64_t data_size) {
+  uint64_t expected = 0;
+  const TensorInfo* prev = nullptr;
+  for (const TensorInfo& t : tensors) {
+    const std::string field = tensor_field(t.name, "data_offsets");
+    if (t.begin > expected) {
+      bad(path, field, range_str(t.begin, t.end),
+          "leaves a hole: data bytes [" + std::to_string(expected) + ", " +
+              std::to_string(t.begin) + ") belong to no tensor");
+    }
+    if (t.begin < expected) {
+      bad(path, field, range_str(t.begin, t.end),
+          "overlaps tensor '" + prev->name + "' at " + range_str(prev->begin, prev->end));
+    }
+    if (t.end > data_size) {
+      bad(path, field, range_str(t.begin, t.end),
+          "runs past the end of the data region (" + std::to_string(data_size) +
+              " bytes); is the file truncated?");
+    }
+    expected = t.end;
+    prev = &t;
+  }
+  if (expected != data_size) {
+    bad(path, "data region", std::to_string(data_size) + " bytes",
+        "the tensors cover only " + std::to_string(expected) + " bytes; " +
+            std::to_string(data_size - expected) + " trailing bytes belong to no tensor");
+  }
+}
+
+template <typename T>
+T load(const unsigned char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+// Converts `n` elements of dtype `d` at `src` to Out (float or double).
+template <typename Out>
+void convert(Dtype d, const unsigned char* src, size_t n, Out* out) {
+  if (n == 0) return;  // `out` may be null
+  switch (d) {
+    case Dtype::F32:
+      if constexpr (std::is_same_v<Out, float>) {
+        std::memcpy(out, src, n * sizeof(float));
+      } else {
+        for (size_t i = 0; i < n; ++i) out[i] = load<float>(src + 4 * i);
+      }
+      return;
+    case Dtype::F64:
+      if constexpr (std::is_same_v<Out, double>) {
+        std::memcpy(out, src, n * sizeof(double));
+      } else {
+        for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(load<double>(src + 8 * i));
+      }
+      return;
+    case Dtype::F16:
+      for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(load<uint16_t>(src + 2 * i));
+      return;
+    case Dtype::BF16:
+      for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load<uint16_t>(src + 2 * i));
+      return;
+  }
+}
+
+}  // namespace
+
+const char* dtype_name(Dtype d) {
+  switch (d) {
+    case Dtype::F32:
+      return "F32";
+    case Dtype::F16:
+      return "F16";
+    case Dtype::BF16:
+      return "BF16";
+    case Dtype::F64:
+      return "F64";
+  }
+  return "?";
+}
+
+int dtype_size(Dtype d) {
+  switch (d) {
+    case Dtype::F32:
+      return 4;
+    case Dtype::F16:
+      return 2;
+    case Dtype::BF16:
+      return 2;
+    case Dtype::F64:
+      return 8;
+  }
+  return 0;
+}
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;  // validated on open: fits, since the bytes are in the file
+  return n;
+}
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  const uint32_t mant = h & 0x3ffu;
+  if (exp == 0) {  // zero or subnormal: mant * 2^-24, exact in float
+    const float v = std::ldexp(static_cast<float>(mant), -24);
+    return sign ? -v : v;
+  }
+  if (exp == 31) {  // infinity (mant == 0) or NaN (payload kept, shifted into place)
+    return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
+  }
+  return std::bit_cast<float>(sign | ((exp + 127 - 15) << 23) | (mant << 13));
+}
+
+float bf16_to_f32(uint16_t h) {
+  return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
+}
+
+// The file's bytes: a read-only mmap, or (where mmap is refused) a copy in memory.
+struct SafetensorsFile::Mapping {
+  const unsigned char* bytes = nullptr;
+  size_t size = 0;
+  void* mapped = nullptr;
+  std::vector<unsigned char> copy;
+  Mapping() = default;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping() {
+    if (mapped != nullptr) ::munmap(mapped, size);
+  }
+};
+
+SafetensorsFile open_safetensors(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fail("safetensors file", path, std::string("cannot be opened: ") + std::strerror(errno));
+  }
+  auto map = std::make_shared<SafetensorsFile::Mapping>();
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail("safetensors file", path, "must be a regular file");
+  }
+  map->size = static_cast<size_t>(st.st_size);
+  if (map->size < 8) {
+    ::close(fd);
+    bad(path, "file size", std::to_string(map->size) + " bytes",
+        "a safetensors file has at least the 8-byte header length; is it truncated?");
+  }
+  void* p = ::mmap(nullptr, map->size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (p != MAP_FAILED) {
+    map->mapped = p;
+    map->bytes = static_cast<const unsigned char*>(p);
+  } else {  // fall back to reading the whole file
+    map->copy.resize(map->size);
+    size_t got = 0;
+    while (got < map->size) {
+      const ssize_t r =
+          ::pread(fd, map->copy.data() + got, map->size - got, static_cast<off_t>(got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        ::close(fd);
+        fail("safetensors file", path, "cannot be read: " + std::string(std::strerror(errno)));
+      }
+      got += static_cast<size_t>(r);
+    }
+    map->bytes = map->copy.data();
+  }
+  ::close(fd);
+
+  // 1. Header length.
+  const uint64_t n = load<uint64_t>(map->bytes);
+  const uint64_t after = map->size - 8;
+  if (n > kMaxHeaderBytes || n > after) {
+    bad(path, "header length", std::to_string(n),
+        "must be at most " + std::to_string(std::min(kMaxHeaderBytes, after)) +
+            " (100 MB, and the file has " + std::to_string(after) +
+            " bytes after the length); is the file truncated or not safetensors?");
+  }
+
+  // 2. JSON object.
+  const char* text = reinterpret_cast<const char*>(map->bytes + 8);
+  json header;
+  try {
+    header = json::parse(text, text + n);
+  } catch (const json::exception& e) {
+    bad(path, "header", std::to_string(n) + " bytes",
+        std::string("must be valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) {
+    bad(path, "header", std::string(header.type_name()), "must be a JSON object");
+  }
+
+  // 3. Entries.
+  SafetensorsFile f;
+  f.path_ = path;
+  for (const auto& [key, value] : header.items()) {
+    if (key == "__metadata__") {
+      if (!value.is_object()) bad(path, "__metadata__", value.dump(), "must be an object");
+      for (const auto& [mk, mv] : value.items()) {
+        if (!mv.is_string()) {
+          bad(path, "__metadata__ entry '" + mk + "'", mv.dump(), "must be a string");
+        }
+        f.metadata_[mk] = mv.get<std::string>();
+      }
+      continue;
+    }
+    f.tensors_.push_back(parse_entry(path, key, value));
+  }
+
+  // 4. Offsets tile the data region exactly.
+  std::sort(f.tensors_.begin(), f.tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  check_coverage(path, f.tensors_, after - n);
+
+  for (size_t i = 0; i < f.tensors_.size(); ++i) f.index_[f.tensors_[i].name] = i;
+  f.data_ = map->bytes + 8 + n;
+  f.map_ = std::move(map);
+  return f;
+}
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> out;
+  out.reserve(tensors_.size());
+  for (const TensorInfo& t : tensors_) out.push_back(t.name);
+  return out;
+}
+
+const TensorInfo& SafetensorsFile::info(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) {
+    std::string known;
+    size_t shown = 0;
+    for (const auto& [k, _] : index_) {
+      if (shown == 8) {
+        known += ", ... (" + std::to_string(index_.size()) + " in all)";
+        break;
+      }
+      known += (shown++ ? ", " : "") + k;
+    }
+    bad(path_, "tensor", "'" + name + "'",
+        known.empty() ? std::string("not in the file, which holds no tensors")
+                      : "not in the file, which holds: " + known);
+  }
+  return tensors_[it->second];
+}
+
+const unsigned char* SafetensorsFile::data(const TensorInfo& t) const {
+  return data_ + t.begin;
+}
+
+std::vector<float> SafetensorsFile::read_f32(const std::string& name) const {
+  const TensorInfo& t = info(name);
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  convert(t.dtype, data(t), out.size(), out.data());
+  return out;
+}
+
+std::vector<double> SafetensorsFile::read_f64(const std::string& name) const {
+  const TensorInfo& t = info(name);
+  std::vector<double> out(static_cast<size_t>(t.numel()));
+  convert(t.dtype, data(t), out.size(), out.data());
+  return out;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  std::set<std::string> seen;
+  uint64_t offset = 0;
+  for (const TensorRef& t : tensors) {
+    if (t.name.empty() || t.name == "__metadata__") {
+      bad(path, "tensor name", "'" + t.name + "'", "must be non-empty and not __metadata__");
+    }
+    if (!seen.insert(t.name).second) {
+      bad(path, "tensor name", "'" + t.name + "'", "must be unique; it is given twice");
+    }
+    for (int64_t d : t.shape) {
+      if (d < 0) {
+        bad(path, tensor_field(t.name, "shape"), shape_str(t.shape), "dimensions must be >= 0");
+      }
+    }
+    const bool f64 = std::holds_alternative<std::span<const double>>(t.data);
+    const size_t count = f64 ? std::get<1>(t.data).size() : std::get<0>(t.data).size();
+    const Dtype dtype = f64 ? Dtype::F64 : Dtype::F32;
+    uint64_t bytes = 0;
+    if (!byte_size(t.shape, static_cast<uint64_t>(dtype_size(dtype)), &bytes) ||
+        bytes != count * static_cast<uint64_t>(dtype_size(dtype))) {
+      bad(path, tensor_field(t.name, "data"), std::to_string(count) + " elements",
+          "must hold product(shape) elements for shape " + shape_str(t.shape));
+    }
+    header[t.name] = {{"dtype", dtype_name(dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception& e) {
+    bad(path, "header", "(tensor names and metadata)", std::string("must be UTF-8: ") + e.what());
+  }
+  text.append((8 - text.size() % 8) % 8, ' ');  // the data then starts at an 8-byte boundary
+  const uint64_t n = text.size();
+
+  write_file_atomic(path, [&](std::ostream& out) {
+    out.write(reinterpret_cast<const char*>(&n), sizeof n);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (const TensorRef& t : tensors) {
+      std::visit(
+          [&](auto span) {
+            out.write(reinterpret_cast<const char*>(span.data()),
+                      static_cast<std::streamsize>(span.size_bytes()));
+          },
+          t.data);
+    }
+  });
+}
+
+}  // namespace kvlab

@@ -1,0 +1,90 @@
+// The safetensors file format (https://github.com/huggingface/safetensors):
+//   8 bytes     N, the header length, unsigned little-endian
+//   N bytes     JSON object {name: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]},
+//               optional "__metadata__": {string: string}}, padded with spaces
+//   the rest    tensor data, little-endian, C order; offsets are relative to the data's start
+//
+// The reader validates the whole header (sizes, JSON, dtypes, shapes, offsets that tile the data
+// exactly) before any tensor data is touched, and reads tensors on demand from a read-only mmap.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace kvlab {
+
+enum class Dtype { F32, F16, BF16, F64 };
+const char* dtype_name(Dtype d);  // "F32", "F16", "BF16", "F64"
+int dtype_size(Dtype d);          // bytes per element
+
+struct TensorInfo {
+  std::string name;
+  Dtype dtype = Dtype::F32;
+  std::vector<int64_t> shape;  // empty for a scalar
+  uint64_t begin = 0;          // byte offsets into the data region, [begin, end)
+  uint64_t end = 0;
+  int64_t numel() const;  // product of shape (1 for a scalar)
+};
+
+// An open, validated safetensors file. Cheap to copy (copies share the mapping).
+class SafetensorsFile {
+ public:
+  const std::string& path() const { return path_; }
+  std::vector<std::string> names() const;  // in the order of their data in the file
+  bool has(const std::string& name) const { return index_.count(name) != 0; }
+  // The lookups below throw kvlab::Error naming the file and the tensor when it is absent.
+  const TensorInfo& info(const std::string& name) const;
+  const std::vector<int64_t>& shape(const std::string& name) const { return info(name).shape; }
+  Dtype dtype(const std::string& name) const { return info(name).dtype; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  // The tensor's elements in C order, converted from any stored dtype (F16/BF16/F32 widen exactly;
+  // F64 is rounded to float by read_f32).
+  std::vector<float> read_f32(const std::string& name) const;
+  std::vector<double> read_f64(const std::string& name) const;
+
+ private:
+  friend SafetensorsFile open_safetensors(const std::string& path);
+  struct Mapping;
+  const unsigned char* data(const TensorInfo& t) const;
+
+  std::string path_;
+  std::shared_ptr<const Mapping> map_;
+  const unsigned char* data_ = nullptr;  // start of the data region in the mapping
+  std::vector<TensorInfo> tensors_;      // sorted by offset
+  std::map<std::string, size_t> index_;  // name -> position in tensors_
+  std::map<std::string, std::string> metadata_;
+};
+
+// Opens and validates `path`. Throws kvlab::Error naming the file, the tensor (if any), the field
+// and the offending value for: a file shorter than 8 bytes, a header length over 100 MB or past
+// the end of the file, invalid JSON or a header that is not an object, an entry without a valid
+// dtype (F32, F16, BF16, F64), shape (non-negative integers) or data_offsets ([begin, end],
+// begin <= end), a byte size that differs from product(shape) * dtype size, and offsets that do
+// not cover the data region exactly (holes, overlaps, trailing bytes, data past the end).
+SafetensorsFile open_safetensors(const std::string& path);
+
+// One tensor to write; the data is borrowed (C order) and must hold product(shape) elements.
+struct TensorRef {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::variant<std::span<const float>, std::span<const double>> data;  // written as F32 / F64
+};
+
+// Writes the tensors, in the order given, atomically (write_file_atomic). The header lists the
+// entries sorted by name (JSON object order does not matter to readers) and is padded with spaces
+// so the data starts at an 8-byte boundary. Throws kvlab::Error for an empty, repeated or reserved
+// ("__metadata__") name, a negative dimension, or data whose size differs from the shape's.
+void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// IEEE half and bfloat16 bit patterns to float, exact (subnormals, infinities, NaN payloads).
+float f16_to_f32(uint16_t bits);
+float bf16_to_f32(uint16_t bits);
+
+}  // namespace kvlab

@@ -1,0 +1,77 @@
+#include "core/tokenizer.hpp"
+
+#include <charconv>
+
+#include "core/error.hpp"
+
+namespace kvlab {
+namespace {
+
+void check_id(int id, int vocab_size) {
+  if (id < 0 || id >= vocab_size) {
+    fail("token id", std::to_string(id), "must be in [0, " + std::to_string(vocab_size) + ")");
+  }
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::vector<int> ByteTokenizer::encode(std::string_view text, bool add_bos) const {
+  std::vector<int> ids;
+  ids.reserve(text.size() + (add_bos ? 1 : 0));
+  if (add_bos) ids.push_back(kBos);
+  for (char c : text) ids.push_back(static_cast<unsigned char>(c));
+  return ids;
+}
+
+std::string ByteTokenizer::decode(const std::vector<int>& ids) const {
+  std::string text;
+  text.reserve(ids.size());
+  for (int id : ids) text += decode_token(id);
+  return text;
+}
+
+std::string ByteTokenizer::decode_token(int id) const {
+  check_id(id, kVocabSize);
+  if (id == kBos || id == kEos) return {};
+  return std::string(1, static_cast<char>(static_cast<unsigned char>(id)));
+}
+
+std::vector<int> parse_token_list(std::string_view text, int vocab_size) {
+  const std::string format = "--tokens takes comma-separated token ids such as 1,2,3";
+  // Built with append: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string temporaries.
+  const std::string quoted = std::string("\"").append(text).append("\"");
+  if (trim(text).empty()) fail("--tokens", quoted, "the list is empty; " + format);
+  std::vector<int> ids;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    const std::string_view item =
+        trim(text.substr(start, comma == std::string_view::npos ? text.npos : comma - start));
+    const std::string item_str(item);
+    const std::string where = std::string("item ").append(std::to_string(ids.size() + 1));
+    if (item.empty()) fail("--tokens", quoted, where + " is empty; " + format);
+    long long v = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (ec == std::errc::result_out_of_range) {
+      fail("--tokens", item_str, "token ids must be in [0, " + std::to_string(vocab_size) + ")");
+    }
+    if (ec != std::errc() || end != item.data() + item.size()) {
+      fail("--tokens", item_str, where + " is not an integer; " + format);
+    }
+    if (v < 0 || v >= vocab_size) {
+      fail("--tokens", item_str, "token ids must be in [0, " + std::to_string(vocab_size) + ")");
+    }
+    ids.push_back(static_cast<int>(v));
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return ids;
+}
+
+}  // namespace kvlab
