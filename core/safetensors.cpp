@@ -52,9 +52,11 @@ std::string range_str(uint64_t begin, uint64_t end) {
   return s;
 }
 
-bool parse_dtype(const std::string& s, Dtype* d) {
-  static const std::pair<const char*, Dtype> kAll[] = {
-      {"F32", Dtype::F32}, {"F16", Dtype::F16}, {"BF16", Dtype::BF16}, {"F64", Dtype::F64}};
+bool parse_dtype(const std::string& s, TensorDtype* d) {
+  static const std::pair<const char*, TensorDtype> kAll[] = {{"F32", TensorDtype::F32},
+                                                             {"F16", TensorDtype::F16},
+                                                             {"BF16", TensorDtype::BF16},
+                                                             {"F64", TensorDtype::F64}};
   for (const auto& [n, v] : kAll) {
     if (s == n) {
       *d = v;
@@ -117,7 +119,7 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const j
   }
 
   uint64_t bytes = 0;
-  if (!byte_size(t.shape, static_cast<uint64_t>(dtype_size(t.dtype)), &bytes)) {
+  if (!byte_size(t.shape, static_cast<uint64_t>(tensor_dtype_size(t.dtype)), &bytes)) {
     bad(path, tensor_field(name, "shape"), shape_str(t.shape),
         "product(shape) * dtype size overflows 64 bits");
   }
@@ -125,7 +127,7 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const j
     bad(path, tensor_field(name, "data_offsets"),
         range_str(t.begin, t.end) + " (" + std::to_string(t.end - t.begin) + " bytes)",
         "must span product(shape) * dtype size = " + std::to_string(bytes) + " bytes for shape " +
-            shape_str(t.shape) + " " + dtype_name(t.dtype));
+            shape_str(t.shape) + " " + tensor_dtype_name(t.dtype));
   }
   return t;
 }
@@ -170,27 +172,27 @@ T load(const unsigned char* p) {
 
 // Converts `n` elements of dtype `d` at `src` to Out (float or double).
 template <typename Out>
-void convert(Dtype d, const unsigned char* src, size_t n, Out* out) {
+void convert(TensorDtype d, const unsigned char* src, size_t n, Out* out) {
   if (n == 0) return;  // `out` may be null
   switch (d) {
-    case Dtype::F32:
+    case TensorDtype::F32:
       if constexpr (std::is_same_v<Out, float>) {
         std::memcpy(out, src, n * sizeof(float));
       } else {
         for (size_t i = 0; i < n; ++i) out[i] = load<float>(src + 4 * i);
       }
       return;
-    case Dtype::F64:
+    case TensorDtype::F64:
       if constexpr (std::is_same_v<Out, double>) {
         std::memcpy(out, src, n * sizeof(double));
       } else {
         for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(load<double>(src + 8 * i));
       }
       return;
-    case Dtype::F16:
+    case TensorDtype::F16:
       for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(load<uint16_t>(src + 2 * i));
       return;
-    case Dtype::BF16:
+    case TensorDtype::BF16:
       for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load<uint16_t>(src + 2 * i));
       return;
   }
@@ -198,29 +200,29 @@ void convert(Dtype d, const unsigned char* src, size_t n, Out* out) {
 
 }  // namespace
 
-const char* dtype_name(Dtype d) {
+const char* tensor_dtype_name(TensorDtype d) {
   switch (d) {
-    case Dtype::F32:
+    case TensorDtype::F32:
       return "F32";
-    case Dtype::F16:
+    case TensorDtype::F16:
       return "F16";
-    case Dtype::BF16:
+    case TensorDtype::BF16:
       return "BF16";
-    case Dtype::F64:
+    case TensorDtype::F64:
       return "F64";
   }
   return "?";
 }
 
-int dtype_size(Dtype d) {
+int tensor_dtype_size(TensorDtype d) {
   switch (d) {
-    case Dtype::F32:
+    case TensorDtype::F32:
       return 4;
-    case Dtype::F16:
+    case TensorDtype::F16:
       return 2;
-    case Dtype::BF16:
+    case TensorDtype::BF16:
       return 2;
-    case Dtype::F64:
+    case TensorDtype::F64:
       return 8;
   }
   return 0;
@@ -417,14 +419,14 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
     }
     const bool f64 = std::holds_alternative<std::span<const double>>(t.data);
     const size_t count = f64 ? std::get<1>(t.data).size() : std::get<0>(t.data).size();
-    const Dtype dtype = f64 ? Dtype::F64 : Dtype::F32;
+    const TensorDtype dtype = f64 ? TensorDtype::F64 : TensorDtype::F32;
     uint64_t bytes = 0;
-    if (!byte_size(t.shape, static_cast<uint64_t>(dtype_size(dtype)), &bytes) ||
-        bytes != count * static_cast<uint64_t>(dtype_size(dtype))) {
+    if (!byte_size(t.shape, static_cast<uint64_t>(tensor_dtype_size(dtype)), &bytes) ||
+        bytes != count * static_cast<uint64_t>(tensor_dtype_size(dtype))) {
       bad(path, tensor_field(t.name, "data"), std::to_string(count) + " elements",
           "must hold product(shape) elements for shape " + shape_str(t.shape));
     }
-    header[t.name] = {{"dtype", dtype_name(dtype)},
+    header[t.name] = {{"dtype", tensor_dtype_name(dtype)},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;

@@ -18,13 +18,13 @@
 
 namespace kvlab {
 
-enum class Dtype { F32, F16, BF16, F64 };
-const char* dtype_name(Dtype d);  // "F32", "F16", "BF16", "F64"
-int dtype_size(Dtype d);          // bytes per element
+enum class TensorDtype { F32, F16, BF16, F64 };
+const char* tensor_dtype_name(TensorDtype d);  // "F32", "F16", "BF16", "F64"
+int tensor_dtype_size(TensorDtype d);          // bytes per element
 
 struct TensorInfo {
   std::string name;
-  Dtype dtype = Dtype::F32;
+  TensorDtype dtype = TensorDtype::F32;
   std::vector<int64_t> shape;  // empty for a scalar
   uint64_t begin = 0;          // byte offsets into the data region, [begin, end)
   uint64_t end = 0;
@@ -40,7 +40,7 @@ class SafetensorsFile {
   // The lookups below throw kvlab::Error naming the file and the tensor when it is absent.
   const TensorInfo& info(const std::string& name) const;
   const std::vector<int64_t>& shape(const std::string& name) const { return info(name).shape; }
-  Dtype dtype(const std::string& name) const { return info(name).dtype; }
+  TensorDtype dtype(const std::string& name) const { return info(name).dtype; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
   // The tensor's elements in C order, converted from any stored dtype (F16/BF16/F32 widen exactly;

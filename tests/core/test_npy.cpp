@@ -210,7 +210,8 @@ TEST(Npy, ReaderRejectsBadFiles) {
 
 // NumPy loads what we write: both dtypes, awkward shapes, and special values, bit for bit.
 TEST(Npy, NumpyLoadsWhatWeWrite) {
-  if (!python_available()) GTEST_SKIP() << "no python3 found at configure time";
+  ASSERT_TRUE(python_available())
+      << "no python3 found at configure time (scripts/setup.sh installs it)";
   TempDir dir;
   const float inf = std::numeric_limits<float>::infinity();
   const std::vector<float> f = {1.0f, -0.0f, 1e-45f, 3.4028235e38f, -inf, 0.1f};
@@ -242,7 +243,8 @@ print("ok")
 
 // We read what NumPy writes.
 TEST(Npy, ReadsWhatNumpyWrites) {
-  if (!python_available()) GTEST_SKIP() << "no python3 found at configure time";
+  ASSERT_TRUE(python_available())
+      << "no python3 found at configure time (scripts/setup.sh installs it)";
   TempDir dir;
   const std::string script = R"PY(
 import sys

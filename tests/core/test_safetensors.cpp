@@ -18,7 +18,7 @@
 #include "core/safetensors.hpp"
 
 namespace fs = std::filesystem;
-using kvlab::Dtype;
+using kvlab::TensorDtype;
 using kvlab::TensorRef;
 
 namespace {
@@ -136,8 +136,8 @@ TEST(Safetensors, RoundTripF32AndF64InGivenOrder) {
   EXPECT_EQ(f.shape("z.weight"), (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(f.shape("a.scalar"), std::vector<int64_t>{});
   EXPECT_EQ(f.shape("m.empty"), (std::vector<int64_t>{0, 7}));
-  EXPECT_EQ(f.dtype("z.weight"), Dtype::F32);
-  EXPECT_EQ(f.dtype("b.f64"), Dtype::F64);
+  EXPECT_EQ(f.dtype("z.weight"), TensorDtype::F32);
+  EXPECT_EQ(f.dtype("b.f64"), TensorDtype::F64);
   EXPECT_EQ(f.metadata(),
             (std::map<std::string, std::string>{{"format", "pt"}, {"kvlab", "test"}}));
 
@@ -247,8 +247,8 @@ TEST(Safetensors, ReadsF16AndBf16Tensors) {
   spit(path, raw_file(header, u16_bytes({0x3c00, 0xc000, 0x0001, 0x7c00}) +
                                   u16_bytes({0x3f80, 0x3eaa, 0xff80})));
   const kvlab::SafetensorsFile f = kvlab::open_safetensors(path);
-  EXPECT_EQ(f.dtype("h"), Dtype::F16);
-  EXPECT_EQ(f.dtype("b"), Dtype::BF16);
+  EXPECT_EQ(f.dtype("h"), TensorDtype::F16);
+  EXPECT_EQ(f.dtype("b"), TensorDtype::BF16);
   EXPECT_EQ(f.names(), (std::vector<std::string>{"h", "b"}));
   const std::vector<float> h = f.read_f32("h");
   EXPECT_EQ(h, (std::vector<float>{1.0f, -2.0f, std::ldexp(1.0f, -24),
@@ -439,7 +439,8 @@ TEST(Safetensors, WriteToUnwritablePathThrowsAndLeavesNothing) {
 
 // An independent reader (Python's struct, json and numpy) loads what the writer wrote.
 TEST(Safetensors, ReadableByAnIndependentPythonReader) {
-  if (!python_available()) GTEST_SKIP() << "no python3 found at configure time";
+  ASSERT_TRUE(python_available())
+      << "no python3 found at configure time (scripts/setup.sh installs it)";
   TempDir dir;
   const std::string path = dir.file("py.safetensors");
   const std::vector<float> w = {1.5f, -2.0f, 0.25f, 8.0f, -0.125f, 3.0f};
