@@ -32,6 +32,12 @@ void run_generate(const GenerateOptions& o) {
   if (!(o.top_p > 0) || o.top_p > 1) fail("--top-p", std::to_string(o.top_p), "must be in (0, 1]");
   if (o.seed < 0) fail("--seed", std::to_string(o.seed), "must be >= 0");
   auto m = load_model<float>(o.model);
+  const int max_pos = m.weights.config.max_position_embeddings;
+  if (o.context < 0 || o.context > max_pos) {
+    fail("--context", std::to_string(o.context),
+         "must be in [1, " + std::to_string(max_pos) +
+             "] (max_position_embeddings), or 0 for the model's");
+  }
   ref::EngineOptions eo;
   eo.threads = o.threads;
   eo.context = o.context;
@@ -54,7 +60,11 @@ void run_generate(const GenerateOptions& o) {
   for (; generated < o.max_new; ++generated) {
     const int tok = sampler.next(logits);
     if (tok == m.tokenizer->eos_id()) break;
-    std::printf("%s", printable(m.tokenizer->decode_token(tok)).c_str());
+    // Ids past the tokenizer's vocabulary (a model vocabulary padded beyond it) have no text.
+    const std::string text = tok < m.tokenizer->vocab_size()
+                                 ? printable(m.tokenizer->decode_token(tok))
+                                 : std::string("<").append(std::to_string(tok)).append(">");
+    std::printf("%s", text.c_str());
     std::fflush(stdout);
     if (generated + 1 == o.max_new || engine.position() >= engine.context()) {
       ++generated;

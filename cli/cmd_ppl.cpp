@@ -1,4 +1,5 @@
 // kvlab ppl: perplexity of a text file, in windows of --context tokens.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -14,7 +15,7 @@ namespace {
 
 struct PplOptions {
   std::string model, text_file, plan;
-  int context = 256;
+  int context = 0;  // 0: 256, or max_position_embeddings when that is smaller
   int threads = 1;
 };
 
@@ -25,8 +26,9 @@ void run_ppl(const PplOptions& o) {
   ss << in.rdbuf();
   auto m = load_model<float>(o.model);
   const ModelConfig& c = m.weights.config;
-  if (o.context < 2 || o.context > c.max_position_embeddings) {
-    fail("--context", std::to_string(o.context),
+  const int context = o.context == 0 ? std::min(256, c.max_position_embeddings) : o.context;
+  if (context < 2 || context > c.max_position_embeddings) {
+    fail("--context", std::to_string(context),
          "must be in [2, " + std::to_string(c.max_position_embeddings) +
              "] (max_position_embeddings)");
   }
@@ -34,15 +36,15 @@ void run_ppl(const PplOptions& o) {
   if (toks.size() < 2) fail("--text-file", o.text_file, "needs at least one byte of text");
   ref::EngineOptions eo;
   eo.threads = o.threads;
-  eo.context = o.context;
+  eo.context = context;
   eo.plan = plan_option(o.plan, c.num_hidden_layers);
   ref::Engine<float> engine(m.weights, eo);
   // Non-overlapping windows; each predicts its tokens 1..n-1 from the ones before them.
   double nll = 0;
   long predicted = 0;
   const long V = c.vocab_size;
-  for (size_t start = 0; start + 1 < toks.size(); start += o.context - 1) {
-    const size_t end = std::min(toks.size(), start + o.context);
+  for (size_t start = 0; start + 1 < toks.size(); start += context - 1) {
+    const size_t end = std::min(toks.size(), start + context);
     const std::vector<int> window(toks.begin() + start, toks.begin() + end);
     const auto logits = engine.prefill(window, /*all_logits=*/true);
     for (size_t t = 0; t + 1 < window.size(); ++t) {
@@ -57,7 +59,7 @@ void run_ppl(const PplOptions& o) {
     if (end == toks.size()) break;
   }
   std::printf("%s: %ld tokens predicted, context %d, plan %s\n", o.text_file.c_str(), predicted,
-              o.context, engine.plan().to_string().c_str());
+              context, engine.plan().to_string().c_str());
   std::printf("mean NLL %.4f nats/token, perplexity %.3f, %.4f bits/token\n", nll / predicted,
               std::exp(nll / predicted), nll / predicted / std::log(2.0));
 }
@@ -69,7 +71,8 @@ void add_ppl_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("ppl", "Perplexity of a text file");
   cmd->add_option("--model", o->model, "Checkpoint directory")->required();
   cmd->add_option("--text-file", o->text_file, "UTF-8 text file")->required();
-  cmd->add_option("--context", o->context, "Window length in tokens")->capture_default_str();
+  cmd->add_option("--context", o->context,
+                  "Window length in tokens (default: 256, or max_position_embeddings if smaller)");
   cmd->add_option("--plan", o->plan, "Run under another plan (default: the checkpoint's)");
   cmd->add_option("--threads", o->threads, "CPU threads")->capture_default_str();
   cmd->callback([o] { run_ppl(*o); });
