@@ -42,6 +42,16 @@ const std::vector<Step>& demo_steps() {
       {"YOCO-like: sliding-window bottom half, one global KV layer on top",
        "Sliding banks hold only the window, so long prompts cost little below layer L/2.",
        {"plan", "yoco", "--model", "stories110m", "--prompt", "1024"}},
+      {"The simulator: CLA2 on Llama-2-7B fits about twice the batch on one A100 80GB",
+       "Half the KV layers, half the K/V per token: twice the sequences fit beside the weights.\n"
+       "But every reader still reads its bank: the K/V read per decode step does not shrink.",
+       {"simulate", "--model", "llama-2-7b", "--plan", "cla:2", "--gpu", "a100-80gb", "--prompt",
+        "2048", "--gen", "256"}},
+      {"The price of LCKV: the prompt is encoded in m + b = 9 passes over the cyclic block",
+       "lckv:2 on TinyLlama stores 3 of 22 layers' K/V, but layers 1..20 run 9 times in prefill:\n"
+       "182 layer passes instead of 22 (token by token for prompts of at most 9 tokens).",
+       {"simulate", "--model", "tinyllama-1.1b", "--plan", "lckv:2", "--gpu", "a100-80gb",
+        "--prompt", "1024", "--gen", "256", "--batch", "16"}},
   };
   return steps;
 }

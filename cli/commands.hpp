@@ -6,11 +6,13 @@
 namespace kvlab::cli {
 
 void add_plan_command(CLI::App& app);
+void add_simulate_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 
 // Every command but `demo` (the demo runs these through a fresh application, as if typed).
 inline void add_work_commands(CLI::App& app) {
   add_plan_command(app);
+  add_simulate_command(app);
 }
 
 }  // namespace kvlab::cli

@@ -89,3 +89,120 @@ TEST(CliErrors, UnknownModelAndDtype) {
   expect_rejected("plan standard --layers 4 --dtype f64", "--dtype = f64 is invalid");
   expect_rejected("plan standard", "give exactly one of --model");
 }
+
+namespace {
+
+nlohmann::json simulate_json(const std::string& args) {
+  const RunResult r = run_kvlab("simulate " + args + " --json");
+  EXPECT_EQ(r.status, 0) << r.output;
+  return nlohmann::json::parse(r.output);
+}
+
+const char* kLlama = "--model llama-2-7b --gpu a100-80gb --prompt 2048 --gen 256";
+
+}  // namespace
+
+TEST(CliSimulate, JsonFields) {
+  const auto j = simulate_json(std::string(kLlama) + " --plan cla:2");
+  EXPECT_EQ(j["gpu"]["name"], "a100-80gb");
+  EXPECT_EQ(j["gpu"]["memory_bytes"], 85899345920LL);
+  EXPECT_EQ(j["reserve_fraction"], 0.1);
+  EXPECT_EQ(j["batch_requested"], nullptr);
+  EXPECT_EQ(j["kv_dtype"], "f16");
+  EXPECT_EQ(j["weight_dtype"], "f16");
+  const auto& p = j["plan"];
+  const auto& s = j["standard"];
+  EXPECT_EQ(p["spec"], "cla:2");
+  EXPECT_EQ(s["spec"], "standard");
+  EXPECT_EQ(s["weight_bytes"], 13476831232LL);
+  EXPECT_EQ(p["kv_bytes_per_token"], 262144);
+  EXPECT_EQ(s["kv_bytes_per_token"], 524288);
+  EXPECT_EQ(s["kv_bytes_per_sequence"], 524288LL * 2304);
+  EXPECT_EQ(s["reserve_bytes"], 8589934592LL);
+  EXPECT_EQ(s["max_batch"], 52);
+  EXPECT_EQ(p["max_batch"], 107);
+  EXPECT_EQ(p["batch"], 107);
+  EXPECT_EQ(p["fits"], true);
+  for (const char* k : {"weight_bytes_read_per_step", "kv_bytes_read_per_step_last",
+                        "flops_per_token_last", "step_time_mean_s", "tokens_per_s", "bound"}) {
+    EXPECT_TRUE(p["decode"].contains(k)) << k;
+  }
+  for (const char* k : {"layer_passes", "passes", "flops", "time_s", "token_by_token"}) {
+    EXPECT_TRUE(p["prefill"].contains(k)) << k;
+  }
+  EXPECT_EQ(j["ratio_to_standard"]["kv_bytes_per_token"], 0.5);
+  EXPECT_EQ(j["ratio_to_standard"]["decode_kv_bytes_read_per_step"], 1.0);  // reads per reader
+  EXPECT_EQ(j["notes"], nlohmann::json::array());
+}
+
+TEST(CliSimulate, LckvPrefillPasses) {
+  const auto j = simulate_json(
+      "--model tinyllama-1.1b --plan lckv:2 --gpu h100 --prompt 1024 --gen 16 --batch 1");
+  EXPECT_EQ(j["plan"]["prefill"]["passes"], 9);
+  EXPECT_EQ(j["plan"]["prefill"]["layer_passes"], 182.0);
+  EXPECT_EQ(j["standard"]["prefill"]["layer_passes"], 22.0);
+  EXPECT_NEAR(j["ratio_to_standard"]["prefill_layer_passes"].get<double>(), 182.0 / 22, 1e-12);
+  const auto t = simulate_json(
+      "--model tinyllama-1.1b --plan lckv:2 --gpu h100 --prompt 5 --gen 16 --m 3 --b 2");
+  EXPECT_EQ(t["plan"]["prefill"]["token_by_token"], true);
+  EXPECT_EQ(t["m"], 3);
+  EXPECT_EQ(t["plan"]["prefill"]["passes"], 5);
+}
+
+TEST(CliSimulate, CustomGpuConfigFileAndWeightDtype) {
+  const auto j = simulate_json("--model " KVLAB_SOURCE_DIR
+                               "/tests/data/tiny_config.json --plan cla:2 "
+                               "--gpu 'custom(1,100,10)' --prompt 8 --gen 8 --dtype fp8 "
+                               "--weight-dtype bf16");
+  EXPECT_EQ(j["gpu"]["name"], "custom");
+  EXPECT_EQ(j["gpu"]["memory_bytes"], 1073741824LL);
+  EXPECT_EQ(j["kv_dtype"], "fp8");
+  EXPECT_EQ(j["weight_dtype"], "bf16");
+  EXPECT_EQ(j["plan"]["map"], "0_0_2_2");
+}
+
+TEST(CliSimulate, HumanReportSideBySide) {
+  const RunResult r = run_kvlab("simulate " + std::string(kLlama) + " --plan cla:2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* s : {"reserve   10% of memory = 8.00 GiB", "cla:2           standard     ratio",
+                        "largest batch that fits", "KV read per step per seq (last)",
+                        "step time (mean)", "layer passes", "fits 2.058 x the batch"}) {
+    EXPECT_NE(r.output.find(s), std::string::npos) << s << "\n" << r.output;
+  }
+}
+
+TEST(CliSimulate, BatchThatDoesNotFitIsStated) {
+  const RunResult r = run_kvlab("simulate " + std::string(kLlama) + " --plan cla:2 --batch 500");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("cla:2: batch 500 does not fit: it needs"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("the largest batch that fits is 107"), std::string::npos) << r.output;
+  const auto j = simulate_json(std::string(kLlama) + " --plan cla:2 --batch 80");
+  EXPECT_EQ(j["plan"]["fits"], true);
+  EXPECT_EQ(j["standard"]["fits"], false);
+  EXPECT_EQ(j["batch_requested"], 80);
+}
+
+TEST(CliErrors, SimulateBadInput) {
+  const std::string base = "simulate --model llama-2-7b --plan cla:2 --prompt 128 --gen 16 ";
+  expect_rejected(base + "--gpu tpu-v5", "--gpu = tpu-v5 is invalid: unknown GPU; known presets:");
+  expect_rejected(base + "--gpu 'custom(80,2039)'",
+                  "--gpu = custom(80,2039) is invalid: has 2 value(s), needs 3");
+  expect_rejected(base + "--gpu 'custom(80,x,312)'",
+                  "--gpu = custom(80,x,312) is invalid: bandwidth 'x' is not a number");
+  expect_rejected(base + "--gpu 'custom(-1,2039,312)'", "memory = -1 must be in (0, ");
+  expect_rejected("simulate --model llama-2-7b --plan cla:2 --gpu h200 --prompt -5 --gen 4",
+                  "--prompt = -5 is invalid: must be an integer in [1, 10000000]");
+  expect_rejected("simulate --model llama-2-7b --plan cla:2 --gpu h200 --prompt 5 --gen 0",
+                  "--gen = 0 is invalid");
+  expect_rejected(base + "--gpu h200 --batch 0", "--batch = 0 is invalid");
+  expect_rejected(base + "--gpu h200 --batch 99999999999", "--batch");
+  expect_rejected(base + "--gpu h200 --dtype f64", "--dtype = f64 is invalid");
+  expect_rejected(base + "--gpu h200 --weight-dtype f64", "--weight-dtype = f64 is invalid");
+  expect_rejected(base + "--gpu h200 --reserve 2", "--reserve = 2 is invalid");
+  expect_rejected("simulate --model gpt-9 --plan cla:2 --gpu h200 --prompt 5 --gen 4",
+                  "--model = gpt-9 is invalid: unknown preset");
+  expect_rejected("simulate --model llama-2-7b --plan clx:2 --gpu h200 --prompt 5 --gen 4",
+                  "plan = clx:2 is invalid: unknown generator");
+  expect_rejected("simulate --model llama-2-7b --plan cla:2 --prompt 5 --gen 4", "--gpu");
+}
