@@ -14,6 +14,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/model_io.hpp"
 #include "core/accounting.hpp"
 #include "core/error.hpp"
 #include "reference/engine.hpp"
@@ -24,6 +25,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct BenchOptions {
+  ScheduleFlags schedule;
   std::string mode, model = "stories15m", plan = "standard";
   int threads = 1;
   int context = -1;  // decode: cache depth (default 0); prefill: prompt tokens (default 512)
@@ -106,6 +108,7 @@ void run_bench(const BenchOptions& o) {
   const auto w = ref::init_random<float>(c, plan, 1);
   ref::EngineOptions eo;
   eo.threads = o.threads;
+  eo.schedule = to_schedule(o.schedule);
   ref::Engine<float> e(w, eo);
 
   double best = 1e30;
@@ -174,6 +177,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--tokens", o->tokens, "decode: tokens timed (default 32)");
   cmd->add_option("--repeat", o->repeat, "Runs; the best is reported")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
+  add_schedule_options(cmd, o->schedule);
   cmd->callback([o] { run_bench(*o); });
 }
 

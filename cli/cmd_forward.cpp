@@ -11,6 +11,7 @@ namespace kvlab::cli {
 namespace {
 
 struct ForwardOptions {
+  ScheduleFlags schedule;
   std::string model, prompt, tokens, precision = "f32", plan, out;
   int threads = 1;
   bool force_nodiag = false;
@@ -25,6 +26,7 @@ void run_forward_as(const ForwardOptions& o) {
   ref::EngineOptions eo;
   eo.threads = o.threads;
   eo.force_nodiag = o.force_nodiag;
+  eo.schedule = to_schedule(o.schedule);
   eo.plan = plan_option(o.plan, m.weights.config.num_hidden_layers);
   ref::Engine<S> engine(m.weights, eo);
   const std::vector<S> logits = engine.prefill(toks, /*all_logits=*/true);
@@ -60,6 +62,7 @@ void add_forward_command(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "CPU threads")->capture_default_str();
   cmd->add_flag("--force-nodiag", o->force_nodiag, "Mask the diagonal in every layer");
   cmd->add_option("--out", o->out, "Output .npy file")->required();
+  add_schedule_options(cmd, o->schedule);
   cmd->callback([o] { run_forward(*o); });
 }
 

@@ -13,6 +13,7 @@ namespace kvlab::cli {
 namespace {
 
 struct GenerateOptions {
+  ScheduleFlags schedule;
   std::string model, prompt, plan, telemetry;
   int max_new = 64;
   double temperature = 0.0;
@@ -41,6 +42,7 @@ void run_generate(const GenerateOptions& o) {
   ref::EngineOptions eo;
   eo.threads = o.threads;
   eo.context = o.context;
+  eo.schedule = to_schedule(o.schedule);
   eo.plan = plan_option(o.plan, m.weights.config.num_hidden_layers);
   ref::Engine<float> engine(m.weights, eo);
   std::unique_ptr<JsonlObserver> tele;
@@ -116,6 +118,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--telemetry", o->telemetry, "Write telemetry events as JSON lines");
   cmd->add_option("--threads", o->threads, "CPU threads")->capture_default_str();
   cmd->add_option("--context", o->context, "Max sequence length (default: the model's)");
+  add_schedule_options(cmd, o->schedule);
   cmd->callback([o] { run_generate(*o); });
 }
 

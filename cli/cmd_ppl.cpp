@@ -14,6 +14,7 @@ namespace kvlab::cli {
 namespace {
 
 struct PplOptions {
+  ScheduleFlags schedule;
   std::string model, text_file, plan;
   int context = 0;  // 0: 256, or max_position_embeddings when that is smaller
   int threads = 1;
@@ -37,6 +38,7 @@ void run_ppl(const PplOptions& o) {
   ref::EngineOptions eo;
   eo.threads = o.threads;
   eo.context = context;
+  eo.schedule = to_schedule(o.schedule);
   eo.plan = plan_option(o.plan, c.num_hidden_layers);
   ref::Engine<float> engine(m.weights, eo);
   // Non-overlapping windows; each predicts its tokens 1..n-1 from the ones before them.
@@ -75,6 +77,7 @@ void add_ppl_command(CLI::App& app) {
                   "Window length in tokens (default: 256, or max_position_embeddings if smaller)");
   cmd->add_option("--plan", o->plan, "Run under another plan (default: the checkpoint's)");
   cmd->add_option("--threads", o->threads, "CPU threads")->capture_default_str();
+  add_schedule_options(cmd, o->schedule);
   cmd->callback([o] { run_ppl(*o); });
 }
 

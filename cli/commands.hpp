@@ -8,11 +8,23 @@ namespace kvlab::cli {
 void add_plan_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_init_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_forward_command(CLI::App& app);
+void add_ppl_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_trace_prefill_command(CLI::App& app);
 
 // Every command but `demo` (the demo runs these through a fresh application, as if typed).
 inline void add_work_commands(CLI::App& app) {
   add_plan_command(app);
   add_simulate_command(app);
+  add_init_command(app);
+  add_generate_command(app);
+  add_forward_command(app);
+  add_ppl_command(app);
+  add_bench_command(app);
+  add_trace_prefill_command(app);
 }
 
 }  // namespace kvlab::cli

@@ -49,6 +49,35 @@ void JsonlObserver::on_step_summary(const StepSummaryEvent& e) {
   out_ << j.dump() << '\n';
 }
 
+nlohmann::json prefill_pass_json(const PrefillPassEvent& e) {
+  nlohmann::json j = {{"event", "prefill_pass"},
+                      {"block", e.block},
+                      {"first_layer", e.first_layer},
+                      {"last_layer", e.last_layer},
+                      {"pass", e.pass},
+                      {"target_layer", e.target_layer},
+                      {"tokens", e.tokens},
+                      {"tokens_exact", e.tokens_exact},
+                      {"max_abs_dk", e.max_abs_dk},
+                      {"mean_abs_dk", e.mean_abs_dk},
+                      {"max_abs_dv", e.max_abs_dv},
+                      {"mean_abs_dv", e.mean_abs_dv},
+                      {"rel_dk", e.rel_dk},
+                      {"rel_dv", e.rel_dv},
+                      {"converged", e.converged}};
+  if (e.err_k >= 0) {
+    j["err_k"] = e.err_k;
+    j["err_v"] = e.err_v;
+  }
+  return j;
+}
+
+void JsonlObserver::on_prefill_pass(const PrefillPassEvent& e) {
+  const nlohmann::json j = prefill_pass_json(e);
+  std::lock_guard<std::mutex> lock(mu_);
+  out_ << j.dump() << '\n';
+}
+
 void JsonlObserver::close() {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -36,11 +37,28 @@ struct StepSummaryEvent {
   std::int64_t kv_bytes_allocated = 0;
 };
 
+// Iterative prefill of a cyclic block (techniques.md §3): after each pass, one event per upward
+// target of the block, comparing the target's K/V with the previous pass (the first pass compares
+// with the zeros the targets start from).
+struct PrefillPassEvent {
+  int block = 0;  // index into the plan's cyclic blocks
+  int first_layer = 0, last_layer = 0;
+  int pass = 0;          // 1, 2, ...
+  int target_layer = 0;  // the upward target (a KV layer inside the block)
+  int tokens = 0;        // prompt tokens T
+  int tokens_exact = 0;  // min(pass, T): tokens whose K/V are provably exact
+  double max_abs_dk = 0, mean_abs_dk = 0, max_abs_dv = 0, mean_abs_dv = 0;
+  double rel_dk = 0, rel_dv = 0;  // max |Δ| / max |value| of this pass's K (V)
+  double err_k = -1, err_v = -1;  // max |K - K_exact| / max |K_exact| when an exact run is known
+  bool converged = false;         // convergence mode: this pass met the threshold
+};
+
 class Observer {
  public:
   virtual ~Observer() = default;
   virtual void on_kv_step(const KvStepEvent&) {}
   virtual void on_step_summary(const StepSummaryEvent&) {}
+  virtual void on_prefill_pass(const PrefillPassEvent&) {}
 };
 
 // Fans events out to any number of observers; engines hold one of these.
@@ -57,6 +75,9 @@ class ObserverList {
   std::vector<Observer*> observers_;
 };
 
+// The JSON object of an event (the --telemetry line; also used by --json outputs).
+nlohmann::json prefill_pass_json(const PrefillPassEvent& e);
+
 // Writes every event as one JSON object per line (schema: docs/telemetry.md).
 class JsonlObserver : public Observer {
  public:
@@ -64,6 +85,7 @@ class JsonlObserver : public Observer {
   ~JsonlObserver() override;
   void on_kv_step(const KvStepEvent& e) override;
   void on_step_summary(const StepSummaryEvent& e) override;
+  void on_prefill_pass(const PrefillPassEvent& e) override;
   // Flushes and moves the file into place (written to a temporary file until then).
   void close();
 
@@ -79,8 +101,10 @@ class RecordingObserver : public Observer {
  public:
   void on_kv_step(const KvStepEvent& e) override { kv_steps.push_back(e); }
   void on_step_summary(const StepSummaryEvent& e) override { summaries.push_back(e); }
+  void on_prefill_pass(const PrefillPassEvent& e) override { passes.push_back(e); }
   std::vector<KvStepEvent> kv_steps;
   std::vector<StepSummaryEvent> summaries;
+  std::vector<PrefillPassEvent> passes;
 };
 
 }  // namespace kvlab

@@ -46,11 +46,36 @@ Engine<S>::Engine(const ModelWeights<S>& weights, EngineOptions o)
       threads_(o.threads),
       context_(resolve_context(weights.config, o.context)),
       force_nodiag_(o.force_nodiag),
-      kv_(plan_, weights.config, context_) {
+      kv_(plan_, weights.config, context_),
+      schedule_(o.schedule),
+      blocks_(plan_.cyclic_blocks()),
+      exact_k_(kv_.num_banks()),
+      exact_v_(kv_.num_banks()) {
+  schedule_.validate();
   if (threads_ < 1 || threads_ > 256) {
     fail("--threads", std::to_string(threads_), "must be in [1, 256]");
   }
   Eigen::setNbThreads(1);  // kvlab splits the work itself (reference/linear.hpp, attention.hpp)
+}
+
+void PrefillSchedule::validate() const {
+  if (passes < 1 || passes > 4096) fail("--passes", std::to_string(passes), "must be in [1, 4096]");
+  if (!(eps > 0) || eps >= 1) fail("--converge", std::to_string(eps), "must be in (0, 1)");
+  if (max_passes < 1 || max_passes > 4096) {
+    fail("--max-passes", std::to_string(max_passes), "must be in [1, 4096]");
+  }
+}
+
+template <typename S>
+void Engine<S>::set_exact_kv(int bank, std::vector<S> k, std::vector<S> v) {
+  exact_k_.at(bank) = std::move(k);
+  exact_v_.at(bank) = std::move(v);
+}
+
+template <typename S>
+bool Engine<S>::token_by_token(int T) const {
+  return schedule_.mode == PrefillMode::token_by_token ||
+         (schedule_.mode == PrefillMode::automatic && T <= schedule_.passes);
 }
 
 template <typename S>
@@ -83,7 +108,9 @@ std::vector<S> Engine<S>::prefill(const std::vector<int>& tokens, bool all_logit
   const long V = w_.config.vocab_size;
   std::vector<S> logits((all_logits ? T : 1) * V);
   kv_.begin_step();
-  if (!plan_.has_upward()) {
+  passes_run_.clear();
+  if (!plan_.has_upward() || !token_by_token(T)) {
+    // All rows at once; cyclic blocks (if any) run their passes inside (reference/lckv.cpp).
     forward(tokens.data(), T, /*batched=*/true, all_logits, logits.data());
   } else {
     // Token by token: each upward reader sees the target's K/V of every earlier token (exact).
@@ -113,9 +140,8 @@ std::vector<S> Engine<S>::decode(int token) {
 template <typename S>
 void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits, S* logits) {
   const ModelConfig& c = w_.config;
-  const int C = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads;
-  const int D = c.head_dim, F = c.intermediate_size, V = c.vocab_size;
-  const int Q = H * D, KV = Hkv * D;
+  const int C = c.hidden_size, H = c.num_attention_heads;
+  const int D = c.head_dim, V = c.vocab_size;
   const double eps = c.rms_norm_eps;
 
   std::vector<int> pos(T);  // (T)
@@ -125,66 +151,94 @@ void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits,
   for (int t = 0; t < T; ++t) {
     std::copy_n(w_.embed.begin() + static_cast<long>(tokens[t]) * C, C, x.begin() + t * C);
   }
-  std::vector<S> h(x.size()), q(static_cast<long>(T) * Q), att(static_cast<long>(T) * Q);
-  std::vector<S> o(x.size()), gate(static_cast<long>(T) * F), up(gate.size());
-  // Batched mode: each bank's K/V for these rows, (T, H_kv*D), committed after the last layer.
-  std::vector<std::vector<S>> rows_k(kv_.num_banks()), rows_v(kv_.num_banks());
+  Workspace ws;
+  ws.h.resize(x.size());
+  ws.q.resize(static_cast<long>(T) * H * D);
+  ws.att.resize(ws.q.size());
+  ws.o.resize(x.size());
+  ws.gate.resize(static_cast<long>(T) * c.intermediate_size);
+  ws.up.resize(ws.gate.size());
+  BankRows rows;
+  rows.k.resize(kv_.num_banks());
+  rows.v.resize(kv_.num_banks());
 
-  for (int l = 0; l < plan_.layers(); ++l) {
-    const LayerWeights<S>& L = w_.layers[l];
-    const int b = kv_.bank_of_layer(l);
-
-    // --- attention: x += W_O · Attn(RMSNorm(x)) -------------------------------------------
-    rmsnorm(h.data(), x.data(), L.attn_norm.data(), T, C, eps);
-    linear(q.data(), h.data(), L.wq.data(), T, C, Q, threads_);
-    rope(q.data(), pos.data(), T, H, D, c.rope_theta);
-    if (plan_.is_kv_layer(l)) {
-      std::vector<S> k(static_cast<long>(T) * KV), v(k.size());  // (T, H_kv*D)
-      linear(k.data(), h.data(), L.wk.data(), T, C, KV, threads_);
-      linear(v.data(), h.data(), L.wv.data(), T, C, KV, threads_);
-      rope(k.data(), pos.data(), T, Hkv, D, c.rope_theta);  // shared after RoPE (§2)
-      if (batched) {
-        rows_k[b] = std::move(k);
-        rows_v[b] = std::move(v);
-      } else {
-        kv_.append(b, k.data(), v.data(), pos.data(), T);
-      }
-    }
-    AttentionSet set;
-    set.strict = plan_.is_upward(l) || force_nodiag_;
-    set.window = plan_.sliding(l) ? c.sliding_window : 0;
-    if (batched) {
-      attention(att.data(), q.data(), pos.data(), T, rows_k[b].data(), rows_v[b].data(), pos.data(),
-                T, H, Hkv, D, set, threads_);
+  for (int l = 0; l < plan_.layers();) {
+    const int blk = batched ? plan_.cyclic_block_of(l) : -1;
+    if (blk >= 0) {
+      run_cyclic_block(blk, x.data(), pos.data(), T, rows, ws);
+      l = blocks_[blk].last + 1;
     } else {
-      const KvBank<S>& bank = kv_.bank(b);
-      const std::vector<int> kpos = kv_.positions(b);
-      attention(att.data(), q.data(), pos.data(), T, bank.k.data(), bank.v.data(), kpos.data(),
-                bank.held(), H, Hkv, D, set, threads_);
+      layer_forward(l, x.data(), pos.data(), T, batched, rows, nullptr, ws);
+      ++l;
     }
-    linear(o.data(), att.data(), L.wo.data(), T, Q, C, threads_);
-    for (std::size_t i = 0; i < x.size(); ++i) x[i] += o[i];
-
-    // --- MLP: x += W_2 · (silu(W_1 h) ⊙ W_3 h), h = RMSNorm(x) -----------------------------
-    rmsnorm(h.data(), x.data(), L.ffn_norm.data(), T, C, eps);
-    linear(gate.data(), h.data(), L.w1.data(), T, C, F, threads_);
-    linear(up.data(), h.data(), L.w3.data(), T, C, F, threads_);
-    swiglu(gate.data(), up.data(), static_cast<long>(T) * F);
-    linear(o.data(), gate.data(), L.w2.data(), T, F, C, threads_);
-    for (std::size_t i = 0; i < x.size(); ++i) x[i] += o[i];
   }
 
   if (batched) {
     for (int b = 0; b < kv_.num_banks(); ++b) {
-      kv_.append(b, rows_k[b].data(), rows_v[b].data(), pos.data(), T);
+      kv_.append(b, rows.k[b].data(), rows.v[b].data(), pos.data(), T);
     }
   }
   pos_ += T;
 
   // --- logits = W_cls · RMSNorm_final(x): every row, or the last -----------------------------
-  const int first = all_logits ? 0 : T - 1, rows = T - first;
-  rmsnorm(h.data(), x.data() + static_cast<long>(first) * C, w_.final_norm.data(), rows, C, eps);
-  linear(logits, h.data(), w_.cls(), rows, C, V, threads_);
+  const int first = all_logits ? 0 : T - 1;
+  rmsnorm(ws.h.data(), x.data() + static_cast<long>(first) * C, w_.final_norm.data(), T - first, C,
+          eps);
+  linear(logits, ws.h.data(), w_.cls(), T - first, C, V, threads_);
+}
+
+template <typename S>
+void Engine<S>::layer_forward(int l, S* x, const int* pos, int T, bool batched, BankRows& rows,
+                              const BankRows* prev, Workspace& ws) {
+  const ModelConfig& c = w_.config;
+  const int C = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads;
+  const int D = c.head_dim, F = c.intermediate_size;
+  const int Q = H * D, KV = Hkv * D;
+  const double eps = c.rms_norm_eps;
+  const long n = static_cast<long>(T) * C;
+  const LayerWeights<S>& L = w_.layers[l];
+  const int b = kv_.bank_of_layer(l);
+
+  // --- attention: x += W_O · Attn(RMSNorm(x)) ---------------------------------------------
+  rmsnorm(ws.h.data(), x, L.attn_norm.data(), T, C, eps);
+  linear(ws.q.data(), ws.h.data(), L.wq.data(), T, C, Q, threads_);
+  rope(ws.q.data(), pos, T, H, D, c.rope_theta);
+  if (plan_.is_kv_layer(l)) {
+    std::vector<S> k(static_cast<long>(T) * KV), v(k.size());  // (T, H_kv*D)
+    linear(k.data(), ws.h.data(), L.wk.data(), T, C, KV, threads_);
+    linear(v.data(), ws.h.data(), L.wv.data(), T, C, KV, threads_);
+    rope(k.data(), pos, T, Hkv, D, c.rope_theta);  // shared after RoPE (§2)
+    if (batched) {
+      rows.k[b] = std::move(k);
+      rows.v[b] = std::move(v);
+    } else {
+      kv_.append(b, k.data(), v.data(), pos, T);
+    }
+  }
+  AttentionSet set;
+  set.strict = plan_.is_upward(l) || force_nodiag_;
+  set.window = plan_.sliding(l) ? c.sliding_window : 0;
+  if (batched) {
+    // Upward readers see the target's K/V of the previous pass; everyone else this pass's.
+    const BankRows& src = plan_.is_upward(l) ? *prev : rows;
+    attention(ws.att.data(), ws.q.data(), pos, T, src.k[b].data(), src.v[b].data(), pos, T, H, Hkv,
+              D, set, threads_);
+  } else {
+    const KvBank<S>& bank = kv_.bank(b);
+    const std::vector<int> kpos = kv_.positions(b);
+    attention(ws.att.data(), ws.q.data(), pos, T, bank.k.data(), bank.v.data(), kpos.data(),
+              bank.held(), H, Hkv, D, set, threads_);
+  }
+  linear(ws.o.data(), ws.att.data(), L.wo.data(), T, Q, C, threads_);
+  for (long i = 0; i < n; ++i) x[i] += ws.o[i];
+
+  // --- MLP: x += W_2 · (silu(W_1 h) ⊙ W_3 h), h = RMSNorm(x) -------------------------------
+  rmsnorm(ws.h.data(), x, L.ffn_norm.data(), T, C, eps);
+  linear(ws.gate.data(), ws.h.data(), L.w1.data(), T, C, F, threads_);
+  linear(ws.up.data(), ws.h.data(), L.w3.data(), T, C, F, threads_);
+  swiglu(ws.gate.data(), ws.up.data(), static_cast<long>(T) * F);
+  linear(ws.o.data(), ws.gate.data(), L.w2.data(), T, F, C, threads_);
+  for (long i = 0; i < n; ++i) x[i] += ws.o[i];
 }
 
 template <typename S>

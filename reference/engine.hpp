@@ -12,11 +12,29 @@
 
 namespace kvlab::ref {
 
+// How a prompt is encoded when the plan has upward edges (techniques.md §3).
+enum class PrefillMode {
+  automatic,      // `passes` passes; prompts of at most `passes` tokens token by token (official)
+  fixed,          // always `passes` iterative passes
+  converge,       // iterate until the largest relative K/V change < eps, at most max_passes
+  token_by_token  // one token at a time: exact
+};
+
+struct PrefillSchedule {
+  PrefillMode mode = PrefillMode::automatic;
+  int passes = 9;       // m + b (7 + 2 in the official code)
+  double eps = 1e-4;    // converge: threshold on max |Δ| / max |value| over the block's targets
+  int max_passes = 64;  // converge: cap
+
+  void validate() const;  // throws kvlab::Error naming --passes, --converge or --max-passes
+};
+
 struct EngineOptions {
   int threads = 1;             // heads and projection rows are split across this many threads
   int context = 0;             // tokens a sequence may reach; 0 = max_position_embeddings
   bool force_nodiag = false;   // mask the diagonal in every layer (§2)
   std::optional<KvPlan> plan;  // run under another plan; its KV layers need W_K, W_V
+  PrefillSchedule schedule;    // plans with upward edges
 };
 
 template <typename S>
@@ -41,6 +59,14 @@ class Engine {
   std::vector<S> decode(int token);
   void reset();
 
+  // Exact K/V of bank b for the next prefill's prompt, (T, H_kv*D) each, from a token-by-token
+  // run: iterative passes then report their error against it (PrefillPassEvent::err_k/err_v).
+  void set_exact_kv(int bank, std::vector<S> k, std::vector<S> v);
+
+  // Passes the last prefill ran per cyclic block (empty for plans without upward edges or a
+  // token-by-token prefill).
+  const std::vector<int>& passes_run() const { return passes_run_; }
+
   // Moves the sequence to `position` without computing anything (benchmarks fill the cache
   // directly). Banks must already hold cells consistent with it.
   void set_position(int position) { pos_ = position; }
@@ -50,6 +76,22 @@ class Engine {
   // held apart and committed after the last layer (prefill); otherwise they enter the banks as
   // each KV layer computes them (decode). Writes logits (T or 1, V).
   void forward(const int* tokens, int T, bool batched, bool all_logits, S* logits);
+
+  // Per-bank K/V of the rows in flight (batched mode): (T, H_kv*D) each, empty when not computed.
+  struct BankRows {
+    std::vector<std::vector<S>> k, v;
+  };
+  // Scratch buffers of one forward call, sized for T rows.
+  struct Workspace {
+    std::vector<S> h, q, att, o, gate, up;
+  };
+  // One layer on the rows x (T, C), in place. Batched: a KV layer writes rows; readers read rows,
+  // or `prev` for upward readers (the targets' K/V from the previous pass). Otherwise the bank.
+  void layer_forward(int l, S* x, const int* pos, int T, bool batched, BankRows& rows,
+                     const BankRows* prev, Workspace& ws);
+  // LCKV iterative encoding of cyclic block `index` over all T rows (reference/lckv.cpp).
+  void run_cyclic_block(int index, S* x, const int* pos, int T, BankRows& rows, Workspace& ws);
+  bool token_by_token(int T) const;
   void emit_step(const char* phase, int tokens_in_step);
   void check_tokens(const int* tokens, int T) const;
 
@@ -60,6 +102,10 @@ class Engine {
   bool force_nodiag_;
   KvStore<S> kv_;
   ObserverList observers_;
+  PrefillSchedule schedule_;
+  std::vector<CyclicBlock> blocks_;
+  std::vector<std::vector<S>> exact_k_, exact_v_;  // per bank; empty when unknown
+  std::vector<int> passes_run_;
   int pos_ = 0;
   int step_ = 0;
 };

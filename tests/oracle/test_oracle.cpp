@@ -53,8 +53,10 @@ double max_rel_error(const kvlab::NpyArray& a, const kvlab::NpyArray& b) {
 }
 
 // init + forward (kvlab) + oracle; returns the relative error for the precision.
+// `kvlab_extra` / `oracle_extra`: schedule flags for each side (upward plans).
 double compare(const Shape& s, const std::string& plan, const std::string& precision,
-               const std::string& run_plan = "") {
+               const std::string& run_plan = "", const std::string& kvlab_extra = "",
+               const std::string& oracle_extra = "") {
   const std::string py = KVLAB_PYTHON;
   EXPECT_FALSE(py.empty()) << "no python3 was found at configure time";
   const fs::path dir = work_dir() / (s.name + "_" + plan);
@@ -66,7 +68,7 @@ double compare(const Shape& s, const std::string& plan, const std::string& preci
   const fs::path theirs = dir / ("torch_" + precision + ".npy");
   const std::string plan_flag = run_plan.empty() ? "" : " --plan " + run_plan;
   r = run_kvlab("forward --model " + dir.string() + " --tokens " + tokens + " --precision " +
-                precision + plan_flag + " --out " + mine.string());
+                precision + plan_flag + " " + kvlab_extra + " --out " + mine.string());
   EXPECT_EQ(r.status, 0) << r.output;
   std::string oracle_plan;
   if (!run_plan.empty()) {
@@ -77,7 +79,7 @@ double compare(const Shape& s, const std::string& plan, const std::string& preci
   }
   const std::string cmd = py + " " KVLAB_SOURCE_DIR "/tests/oracle/torch_reference.py --model " +
                           dir.string() + " --tokens " + tokens + " --precision " + precision +
-                          oracle_plan + " --out " + theirs.string() + " 2>&1";
+                          oracle_plan + " " + oracle_extra + " --out " + theirs.string() + " 2>&1";
   const int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << "the PyTorch oracle failed: " << cmd;
   if (rc != 0 || r.status != 0) return 1e30;
@@ -120,4 +122,25 @@ TEST(Oracle, SlidingLayersFloat64) {
 TEST(Oracle, PostHocPlanOnStandardCheckpoint) {
   // A standard checkpoint run with cla:2 uses the target layers' K/V.
   EXPECT_LT(compare(kGqa, "standard", "f64", "cla:2"), 1e-10);
+}
+
+// Upward plans (issue 4): iterative passes and token by token, 19 tokens.
+TEST(OracleUpward, Lckv2IterativeFewPassesFloat64) {
+  EXPECT_LT(compare(kGqa, "lckv:1", "f64", "", "--passes 4", "--mode iterative --passes 4"), 1e-10);
+}
+TEST(OracleUpward, SandwichMiddleDefaultScheduleFloat64) {
+  // 19 tokens > 9: the default schedule is 9 iterative passes on both sides.
+  EXPECT_LT(compare(kMqa, "sandwich-middle:3", "f64"), 1e-10);
+}
+TEST(OracleUpward, TokenByTokenFloat64) {
+  EXPECT_LT(compare(kGqa, "lasagna-top:2", "f64", "", "--token-by-token", "--mode token-by-token"),
+            1e-10);
+}
+TEST(OracleUpward, TwoBlocksFloat32) {
+  EXPECT_LT(compare(kMqa, "1_1_3_3", "f32", "", "--passes 6", "--mode iterative --passes 6"), 1e-4);
+}
+TEST(OracleUpward, ForceNoDiagFloat64) {
+  EXPECT_LT(compare(kGqa, "0_3_3_3", "f64", "", "--passes 5 --force-nodiag",
+                    "--mode iterative --passes 5 --force-nodiag"),
+            1e-10);
 }

@@ -1,0 +1,111 @@
+// Layer-condensed KV (techniques.md §3): iterative encoding of a cyclic block over all prompt
+// tokens at once. The block's upward targets start with zero K/V; every pass restarts the block
+// from the same input; upward readers use the targets' K/V of the previous pass, every other
+// reader the K/V computed in this pass. With the diagonal masked for upward readers, pass r makes
+// tokens 0..r-1 exact, so r >= T passes equal token-by-token encoding.
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "reference/engine.hpp"
+
+namespace kvlab::ref {
+namespace {
+
+struct Delta {
+  double max_abs = 0, mean_abs = 0, rel = 0;
+};
+
+// |now - before| statistics, relative to the largest |now|.
+template <typename S>
+Delta delta(const std::vector<S>& now, const std::vector<S>& before) {
+  Delta d;
+  double scale = 0, sum = 0;
+  for (std::size_t i = 0; i < now.size(); ++i) {
+    const double diff = std::abs(static_cast<double>(now[i]) - static_cast<double>(before[i]));
+    d.max_abs = std::max(d.max_abs, diff);
+    sum += diff;
+    scale = std::max(scale, std::abs(static_cast<double>(now[i])));
+  }
+  d.mean_abs = now.empty() ? 0 : sum / static_cast<double>(now.size());
+  d.rel = scale > 0 ? d.max_abs / scale : (d.max_abs > 0 ? 1.0 : 0.0);
+  return d;
+}
+
+}  // namespace
+
+template <typename S>
+void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRows& rows,
+                                 Workspace& ws) {
+  const CyclicBlock& blk = blocks_[index];
+  const long n = static_cast<long>(T) * w_.config.hidden_size;
+  const long kv_size = static_cast<long>(T) * kv_.row_size();
+
+  // The banks that upward readers of this block read: they start from zeros.
+  std::set<int> targets;
+  for (int l = blk.first; l <= blk.last; ++l) {
+    if (plan_.is_upward(l)) targets.insert(kv_.bank_of_layer(l));
+  }
+  BankRows prev;
+  prev.k.resize(kv_.num_banks());
+  prev.v.resize(kv_.num_banks());
+  for (int b : targets) {
+    prev.k[b].assign(kv_size, S(0));
+    prev.v[b].assign(kv_size, S(0));
+  }
+
+  const bool converge = schedule_.mode == PrefillMode::converge;
+  const int max_passes = converge ? schedule_.max_passes : schedule_.passes;
+  const std::vector<S> input(x, x + n);  // (T, C): every pass restarts from here
+  int pass = 0;
+  for (pass = 1; pass <= max_passes; ++pass) {
+    std::copy(input.begin(), input.end(), x);
+    for (int l = blk.first; l <= blk.last; ++l) {
+      layer_forward(l, x, pos, T, /*batched=*/true, rows, &prev, ws);
+    }
+    // How far this pass moved each target's K/V; convergence looks at the largest relative move.
+    double worst = 0;
+    std::vector<PrefillPassEvent> events;
+    for (int b : targets) {
+      const Delta dk = delta(rows.k[b], prev.k[b]), dv = delta(rows.v[b], prev.v[b]);
+      worst = std::max({worst, dk.rel, dv.rel});
+      PrefillPassEvent e;
+      e.block = index;
+      e.first_layer = blk.first;
+      e.last_layer = blk.last;
+      e.pass = pass;
+      e.target_layer = kv_.bank(b).kv_layer;
+      e.tokens = T;
+      e.tokens_exact = std::min(pass, T);
+      e.max_abs_dk = dk.max_abs;
+      e.mean_abs_dk = dk.mean_abs;
+      e.max_abs_dv = dv.max_abs;
+      e.mean_abs_dv = dv.mean_abs;
+      e.rel_dk = dk.rel;
+      e.rel_dv = dv.rel;
+      if (static_cast<long>(exact_k_[b].size()) == kv_size) {
+        // Error against the exact (token-by-token) K/V: delta() relative to the exact scale.
+        e.err_k = delta(exact_k_[b], rows.k[b]).rel;
+        e.err_v = delta(exact_v_[b], rows.v[b]).rel;
+      }
+      events.push_back(e);
+    }
+    const bool converged = converge && worst < schedule_.eps;
+    for (auto& e : events) {
+      e.converged = converged;
+      observers_.emit(e, &Observer::on_prefill_pass);
+    }
+    for (int b : targets) {
+      prev.k[b] = rows.k[b];
+      prev.v[b] = rows.v[b];
+    }
+    if (converged) break;
+  }
+  passes_run_.push_back(std::min(pass, max_passes));
+}
+
+template void Engine<float>::run_cyclic_block(int, float*, const int*, int, BankRows&, Workspace&);
+template void Engine<double>::run_cyclic_block(int, double*, const int*, int, BankRows&,
+                                               Workspace&);
+
+}  // namespace kvlab::ref
