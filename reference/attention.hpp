@@ -35,29 +35,55 @@ void attention(S* out, const S* q, const int* qpos, int T, const S* k, const S* 
   const int group = H / H_kv;
   const S scale = S(1) / std::sqrt(static_cast<S>(D));
   const S neg_inf = -std::numeric_limits<S>::infinity();
+  // Keys that no query of a block of rows can see are skipped (they would get probability 0
+  // anyway); that needs both position lists ascending, which they are in kvlab's banks.
+  const bool sorted = std::is_sorted(qpos, qpos + T) && std::is_sorted(kpos, kpos + N);
+  constexpr int kRowBlock = 64;
+  if (probs) std::fill(probs, probs + static_cast<long>(H) * T * N, S(0));
 #pragma omp parallel for num_threads(std::max(1, std::min(threads, H))) \
     schedule(static) if (threads > 1 && H > 1)
   for (int h = 0; h < H; ++h) {
     const int g = h / group;
-    Eigen::Map<const Mat, 0, Stride> qh(q + static_cast<long>(h) * D, T, D, Stride(H * D));
-    Eigen::Map<const Mat, 0, Stride> kh(k + static_cast<long>(g) * D, N, D, Stride(H_kv * D));
-    Eigen::Map<const Mat, 0, Stride> vh(v + static_cast<long>(g) * D, N, D, Stride(H_kv * D));
-    Eigen::Map<Mat, 0, Stride> oh(out + static_cast<long>(h) * D, T, D, Stride(H * D));
-    Mat scores(T, N);  // (T, N)
-    if (N > 0) scores.noalias() = (qh * kh.transpose()) * scale;
-    for (int i = 0; i < T; ++i) {
-      for (int j = 0; j < N; ++j) {
-        if (!set.allows(qpos[i], kpos[j])) scores(i, j) = neg_inf;
+    Mat scores;
+    for (int i0 = 0; i0 < T; i0 += kRowBlock) {
+      const int rows = std::min(kRowBlock, T - i0);
+      int j0 = 0, j1 = N;  // the keys [j0, j1) some query of rows [i0, i0 + rows) may see
+      if (sorted) {
+        j1 = static_cast<int>(std::upper_bound(kpos, kpos + N, qpos[i0 + rows - 1]) - kpos);
+        if (set.window > 0) {
+          j0 = static_cast<int>(std::upper_bound(kpos, kpos + N, qpos[i0] - set.window) - kpos);
+        }
+        j0 = std::min(j0, j1);
       }
-      softmax_row(scores.row(i).data(), N);  // an empty set leaves a row of zeros
+      const int n = j1 - j0;
+      Eigen::Map<const Mat, 0, Stride> qh(q + static_cast<long>(i0) * H * D + h * D, rows, D,
+                                          Stride(H * D));
+      Eigen::Map<const Mat, 0, Stride> kh(k + static_cast<long>(j0) * H_kv * D + g * D, n, D,
+                                          Stride(H_kv * D));
+      Eigen::Map<const Mat, 0, Stride> vh(v + static_cast<long>(j0) * H_kv * D + g * D, n, D,
+                                          Stride(H_kv * D));
+      Eigen::Map<Mat, 0, Stride> oh(out + static_cast<long>(i0) * H * D + h * D, rows, D,
+                                    Stride(H * D));
+      scores.resize(rows, n);  // (rows, n)
+      if (n > 0) scores.noalias() = (qh * kh.transpose()) * scale;
+      for (int i = 0; i < rows; ++i) {
+        for (int j = 0; j < n; ++j) {
+          if (!set.allows(qpos[i0 + i], kpos[j0 + j])) scores(i, j) = neg_inf;
+        }
+        softmax_row(scores.row(i).data(), n);  // an empty set leaves a row of zeros
+      }
+      if (n > 0) {
+        oh.noalias() = scores * vh;
+      } else {
+        oh.setZero();
+      }
+      if (probs) {
+        for (int i = 0; i < rows; ++i) {
+          std::copy_n(scores.row(i).data(), n,
+                      probs + (static_cast<long>(h) * T + i0 + i) * N + j0);
+        }
+      }
     }
-    if (N > 0) {
-      oh.noalias() = scores * vh;
-    } else {
-      oh.setZero();
-    }
-    if (probs)
-      std::copy_n(scores.data(), static_cast<long>(T) * N, probs + static_cast<long>(h) * T * N);
   }
 }
 

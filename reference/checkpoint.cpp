@@ -28,8 +28,8 @@ nlohmann::json read_json(const fs::path& path) {
 
 // Pointers to each weight array under its Hugging Face name, in tensor_specs order.
 template <typename S>
-std::map<std::string, std::vector<S>*> named_arrays(ModelWeights<S>& w) {
-  std::map<std::string, std::vector<S>*> m;
+std::map<std::string, Buffer<S>*> named_arrays(ModelWeights<S>& w) {
+  std::map<std::string, Buffer<S>*> m;
   m["model.embed_tokens.weight"] = &w.embed;
   for (int l = 0; l < static_cast<int>(w.layers.size()); ++l) {
     auto& L = w.layers[l];
@@ -63,11 +63,11 @@ void save_impl(const std::string& dir, const ModelWeights<float>& w, const Check
   if (ec || !fs::is_directory(dir)) fail("-o", dir, "cannot create the output directory");
   const ModelConfig& c = w.config;
   auto arrays = named_arrays(const_cast<ModelWeights<float>&>(w));
-  std::vector<std::vector<float>> permuted;  // keeps interleaved copies alive while writing
+  std::vector<Buffer<float>> permuted;  // keeps interleaved copies alive while writing
   permuted.reserve(2 * c.num_hidden_layers);
   std::vector<TensorRef> refs;
   for (const auto& spec : tensor_specs(c, w.plan)) {
-    const std::vector<float>* data = arrays.at(spec.name);
+    const Buffer<float>* data = arrays.at(spec.name);
     const bool q = spec.name.find("q_proj") != std::string::npos;
     const bool k = spec.name.find("k_proj") != std::string::npos;
     if (interleaved && (q || k)) {
@@ -152,9 +152,11 @@ ModelWeights<S> load_checkpoint(const std::string& dir, CheckpointMeta* meta) {
            "config.json implies " + shape_str(s.shape));
     }
     if constexpr (std::is_same_v<S, double>) {
-      *arrays.at(s.name) = st.read_f64(s.name);
+      const std::vector<double> values = st.read_f64(s.name);
+      arrays.at(s.name)->assign(values.begin(), values.end());
     } else {
-      *arrays.at(s.name) = st.read_f32(s.name);
+      const std::vector<float> values = st.read_f32(s.name);
+      arrays.at(s.name)->assign(values.begin(), values.end());
     }
   }
   if (pairing == "interleaved") {

@@ -147,7 +147,7 @@ void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits,
   std::vector<int> pos(T);  // (T)
   for (int t = 0; t < T; ++t) pos[t] = pos_ + t;
 
-  std::vector<S> x(static_cast<long>(T) * C);  // (T, C) residual stream
+  Buffer<S> x(static_cast<long>(T) * C);  // (T, C) residual stream
   for (int t = 0; t < T; ++t) {
     std::copy_n(w_.embed.begin() + static_cast<long>(tokens[t]) * C, C, x.begin() + t * C);
   }
@@ -204,7 +204,7 @@ void Engine<S>::layer_forward(int l, S* x, const int* pos, int T, bool batched, 
   linear(ws.q.data(), ws.h.data(), L.wq.data(), T, C, Q, threads_);
   rope(ws.q.data(), pos, T, H, D, c.rope_theta);
   if (plan_.is_kv_layer(l)) {
-    std::vector<S> k(static_cast<long>(T) * KV), v(k.size());  // (T, H_kv*D)
+    Buffer<S> k(static_cast<long>(T) * KV), v(k.size());  // (T, H_kv*D)
     linear(k.data(), ws.h.data(), L.wk.data(), T, C, KV, threads_);
     linear(v.data(), ws.h.data(), L.wv.data(), T, C, KV, threads_);
     rope(k.data(), pos, T, Hkv, D, c.rope_theta);  // shared after RoPE (§2)

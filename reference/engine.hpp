@@ -7,6 +7,7 @@
 
 #include "core/plan.hpp"
 #include "core/telemetry.hpp"
+#include "reference/buffer.hpp"
 #include "reference/kv_store.hpp"
 #include "reference/weights.hpp"
 
@@ -79,11 +80,11 @@ class Engine {
 
   // Per-bank K/V of the rows in flight (batched mode): (T, H_kv*D) each, empty when not computed.
   struct BankRows {
-    std::vector<std::vector<S>> k, v;
+    std::vector<Buffer<S>> k, v;
   };
   // Scratch buffers of one forward call, sized for T rows.
   struct Workspace {
-    std::vector<S> h, q, att, o, gate, up;
+    Buffer<S> h, q, att, o, gate, up;
   };
   // One layer on the rows x (T, C), in place. Batched: a KV layer writes rows; readers read rows,
   // or `prev` for upward readers (the targets' K/V from the previous pass). Otherwise the bank.

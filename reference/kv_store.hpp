@@ -12,6 +12,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/plan.hpp"
+#include "reference/buffer.hpp"
 
 namespace kvlab::ref {
 
@@ -30,7 +31,7 @@ struct KvBank {
   SequencePolicy policy = SequencePolicy::full;
   int budget = 0;             // capacity in tokens = rows allocated below
   std::vector<KvCell> cells;  // (held), oldest first; row r of k/v belongs to cells[r]
-  std::vector<S> k, v;        // (budget, H_kv*D): rows [0, held) are live
+  Buffer<S> k, v;             // (budget, H_kv*D): rows [0, held) are live
   std::int64_t evicted_in_step = 0;
   std::int64_t evicted_total = 0;
 

@@ -17,8 +17,8 @@ struct Delta {
 };
 
 // |now - before| statistics, relative to the largest |now|.
-template <typename S>
-Delta delta(const std::vector<S>& now, const std::vector<S>& before) {
+template <typename A, typename B>
+Delta delta(const A& now, const B& before) {
   Delta d;
   double scale = 0, sum = 0;
   for (std::size_t i = 0; i < now.size(); ++i) {
@@ -56,7 +56,7 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
 
   const bool converge = schedule_.mode == PrefillMode::converge;
   const int max_passes = converge ? schedule_.max_passes : schedule_.passes;
-  const std::vector<S> input(x, x + n);  // (T, C): every pass restarts from here
+  const Buffer<S> input(x, x + n);  // (T, C): every pass restarts from here
   int pass = 0;
   for (pass = 1; pass <= max_passes; ++pass) {
     std::copy(input.begin(), input.end(), x);

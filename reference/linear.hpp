@@ -1,12 +1,20 @@
-// out (T, N) = x (T, K) · Wᵀ, W (N, K) row-major, as in every Llama projection. The output
-// columns are split across threads (each thread a contiguous block of W's rows, a multiple of 16
-// so vector code paths do not depend on the thread count); Eigen does the block's product.
+// out (T, N) = x (T, K) · Wᵀ, W (N, K) row-major, as in every Llama projection.
+// One row (decode): the output columns are split across threads, each a contiguous block of W's
+// rows (a multiple of 16, so vector code paths do not depend on the thread count), and Eigen's
+// matrix-vector product does each block: this step is bound by reading W from memory.
+// Many rows (prefill): a matrix product, bound by arithmetic: OpenBLAS's when the build has it
+// (on its OpenMP threads), else Eigen's, split the same way as above.
 #pragma once
 
 #include <omp.h>
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
+
+#ifdef KVLAB_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
 
 namespace kvlab::ref {
 
@@ -14,6 +22,17 @@ template <typename S>
 void linear(S* out, const S* x, const S* w, int T, int K, int N, int threads) {
   using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using Stride = Eigen::OuterStride<>;
+#ifdef KVLAB_HAVE_OPENBLAS
+  if (T > 1) {
+    openblas_set_num_threads(threads);
+    if constexpr (std::is_same_v<S, float>) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, K, w, K, 0.0f, out, N);
+    } else {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0, x, K, w, K, 0.0, out, N);
+    }
+    return;
+  }
+#endif
   const int blocks = std::max(1, std::min(threads, N / 16));
   int chunk = (N + blocks - 1) / blocks;
   chunk = (chunk + 15) / 16 * 16;

@@ -2,6 +2,7 @@
 // argument (legend in core/dims.hpp). Written to be read; templated on the scalar (float, double).
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -53,10 +54,10 @@ void rope(S* x, const int* positions, int T, int n_heads, int D, double theta,
 
 // Row permutation of a projection W (n_heads*D, C) from interleaved to half pairing: within each
 // head, row 2i + p (p = 0, 1) moves to row p·D/2 + i. `inverse` goes the other way.
-template <typename S>
-std::vector<S> rope_rows_interleaved_to_half(const std::vector<S>& w, int n_heads, int D, int C,
-                                             bool inverse = false) {
-  std::vector<S> out(w.size());
+template <typename Array>
+Array rope_rows_interleaved_to_half(const Array& w, int n_heads, int D, int C,
+                                    bool inverse = false) {
+  Array out(w.size());
   for (int h = 0; h < n_heads; ++h) {
     for (int i = 0; i < D / 2; ++i) {
       for (int p = 0; p < 2; ++p) {
@@ -73,7 +74,10 @@ std::vector<S> rope_rows_interleaved_to_half(const std::vector<S>& w, int n_head
 // gate (T, F) = silu(gate) ⊙ up (T, F), in place: silu(z) = z / (1 + e^-z).
 template <typename S>
 void swiglu(S* gate, const S* up, long n) {
-  for (long i = 0; i < n; ++i) gate[i] = gate[i] / (S(1) + std::exp(-gate[i])) * up[i];
+  using Arr = Eigen::Array<S, Eigen::Dynamic, 1>;
+  Eigen::Map<Arr> g(gate, n);
+  Eigen::Map<const Arr> u(up, n);
+  g = g / (S(1) + (-g).exp()) * u;  // Eigen's vectorised exp
 }
 
 // In place over one row of n scores; entries equal to -inf get probability 0. Returns false (and
@@ -86,12 +90,10 @@ bool softmax_row(S* x, int n) {
     std::fill(x, x + n, S(0));
     return false;
   }
-  S sum = 0;
-  for (int i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  for (int i = 0; i < n; ++i) x[i] /= sum;
+  using Arr = Eigen::Array<S, Eigen::Dynamic, 1>;
+  Eigen::Map<Arr> a(x, n);
+  a = (a - mx).exp();  // exp(-inf) = 0: masked entries get no probability
+  a /= a.sum();
   return true;
 }
 

@@ -32,14 +32,14 @@ class Normal {
 };
 
 template <typename S>
-std::vector<S> normal(Normal& n, std::int64_t count, double stddev) {
-  std::vector<S> v(count);
+Buffer<S> normal(Normal& n, std::int64_t count, double stddev) {
+  Buffer<S> v(count);
   for (auto& x : v) x = static_cast<S>(n.next() * stddev);
   return v;
 }
 
 template <typename S>
-void check_array(const std::vector<S>& v, std::int64_t expected, const std::string& name) {
+void check_array(const Buffer<S>& v, std::int64_t expected, const std::string& name) {
   if (static_cast<std::int64_t>(v.size()) != expected) {
     fail(name, std::to_string(v.size()) + " values", "expected " + std::to_string(expected));
   }
@@ -127,7 +127,7 @@ ModelWeights<S> init_random(const ModelConfig& c, const KvPlan& plan, std::uint6
 
 template <typename To, typename From>
 ModelWeights<To> convert_weights(const ModelWeights<From>& w) {
-  auto cv = [](const std::vector<From>& v) { return std::vector<To>(v.begin(), v.end()); };
+  auto cv = [](const Buffer<From>& v) { return Buffer<To>(v.begin(), v.end()); };
   ModelWeights<To> o;
   o.config = w.config;
   o.plan = w.plan;

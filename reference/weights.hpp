@@ -8,29 +8,30 @@
 
 #include "core/config.hpp"
 #include "core/plan.hpp"
+#include "reference/buffer.hpp"
 
 namespace kvlab::ref {
 
 template <typename S>
 struct LayerWeights {
-  std::vector<S> attn_norm;  // (C)
-  std::vector<S> wq;         // (H*D, C)
-  std::vector<S> wk, wv;     // (H_kv*D, C), empty unless the layer is a KV layer
-  std::vector<S> wo;         // (C, H*D)
-  std::vector<S> ffn_norm;   // (C)
-  std::vector<S> w1;         // (F, C)  gate_proj
-  std::vector<S> w3;         // (F, C)  up_proj
-  std::vector<S> w2;         // (C, F)  down_proj
+  Buffer<S> attn_norm;  // (C)
+  Buffer<S> wq;         // (H*D, C)
+  Buffer<S> wk, wv;     // (H_kv*D, C), empty unless the layer is a KV layer
+  Buffer<S> wo;         // (C, H*D)
+  Buffer<S> ffn_norm;   // (C)
+  Buffer<S> w1;         // (F, C)  gate_proj
+  Buffer<S> w3;         // (F, C)  up_proj
+  Buffer<S> w2;         // (C, F)  down_proj
 };
 
 template <typename S>
 struct ModelWeights {
   ModelConfig config;
-  KvPlan plan;           // the plan the checkpoint was made for
-  std::vector<S> embed;  // (V, C)
+  KvPlan plan;      // the plan the checkpoint was made for
+  Buffer<S> embed;  // (V, C)
   std::vector<LayerWeights<S>> layers;
-  std::vector<S> final_norm;  // (C)
-  std::vector<S> classifier;  // (V, C); empty when tied to `embed`
+  Buffer<S> final_norm;  // (C)
+  Buffer<S> classifier;  // (V, C); empty when tied to `embed`
 
   const S* cls() const { return classifier.empty() ? embed.data() : classifier.data(); }
   std::int64_t bytes() const;  // bytes of all weight arrays

@@ -8,7 +8,7 @@ preset="${1:-cpu}"
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libeigen3-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libeigen3-dev libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   pybind11-dev libglfw3-dev libimgui-dev
   python3 python3-dev python3-numpy python3-torch python3-sklearn python3-matplotlib
   jupyter-notebook python3-nbconvert python3-ipykernel
