@@ -1,5 +1,8 @@
 // kvlab demo: the main job. A guided tour that runs real commands on built-in examples, offline.
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -17,9 +20,12 @@ struct Step {
 // Runs one command line through a fresh application, exactly as if typed.
 void run_step(const Step& s, int index) {
   std::printf("\n=== %d. %s\n%s\n\n$ kvlab", index, s.title.c_str(), s.why.c_str());
-  for (const auto& a : s.args) std::printf(" %s", a.c_str());
+  for (const auto& a : s.args) {
+    std::printf(a.find(' ') == std::string::npos ? " %s" : " \"%s\"", a.c_str());
+  }
   std::printf("\n\n");
   std::fflush(stdout);
+  std::fflush(stderr);
   CLI::App app;
   add_work_commands(app);
   std::vector<std::string> argv(s.args.rbegin(), s.args.rend());  // CLI11 takes them reversed
@@ -27,8 +33,11 @@ void run_step(const Step& s, int index) {
   std::fflush(stdout);
 }
 
-const std::vector<Step>& demo_steps() {
-  static const std::vector<Step> steps = {
+// The tour; `dir` is a scratch directory for the checkpoints the later steps make.
+std::vector<Step> demo_steps(const std::string& dir) {
+  const std::string lckv = dir + "/stories15m-lckv2", standard = dir + "/stories15m-standard";
+  const std::string prompt = "Once upon a time, a little robot found a map.";
+  return {
       {"A standard model keeps K/V for every layer",
        "TinyLlama-1.1B: 22 layers, 4 KV heads of dim 64. In 16-bit every token costs 22528 bytes.",
        {"plan", "standard", "--model", "tinyllama-1.1b"}},
@@ -52,8 +61,24 @@ const std::vector<Step>& demo_steps() {
        "182 layer passes instead of 22 (token by token for prompts of at most 9 tokens).",
        {"simulate", "--model", "tinyllama-1.1b", "--plan", "lckv:2", "--gpu", "a100-80gb",
         "--prompt", "1024", "--gen", "256", "--batch", "16"}},
+      {"The reference engine: a small model with the LCKV plan",
+       "Random weights in the stories15M shape (6 layers); only the KV layers get W_K and W_V.",
+       {"init", "--model", "stories15m", "--plan", "lckv:2", "--seed", "1", "-o", lckv}},
+      {"LCKV's iterative prefill, pass by pass",
+       "The target's K/V start at zero. Pass r makes tokens 0..r-1 exact, and the change between\n"
+       "passes shrinks geometrically; --exact compares every pass with token-by-token encoding.",
+       {"trace-prefill", "--model", lckv, "--prompt", prompt, "--passes", "12", "--exact",
+        "--precision", "f64"}},
+      {"A standard checkpoint",
+       "The same shape with W_K and W_V in every layer.",
+       {"init", "--model", "stories15m", "--plan", "standard", "--seed", "1", "-o", standard}},
+      {"Generation under the standard plan",
+       "Random weights, so the text is noise: watch the KV held line (all 6 layers' K/V).",
+       {"generate", "--model", standard, "--prompt", prompt, "--max-new", "24"}},
+      {"... and the same checkpoint run with CLA2 after the fact",
+       "Post-hoc sharing: layers 1, 3, 5 read the K/V of layers 0, 2, 4. Half the KV is held.",
+       {"generate", "--model", standard, "--prompt", prompt, "--max-new", "24", "--plan", "cla:2"}},
   };
-  return steps;
 }
 
 }  // namespace
@@ -62,10 +87,20 @@ void add_demo_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("demo", "A guided tour of kvlab on built-in examples (offline)");
   cmd->callback([] {
     std::printf("kvlab demo: how cross-layer KV sharing shrinks the KV cache.\n");
-    const std::vector<Step> steps = demo_steps();
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("kvlab-demo-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
     int i = 1;
-    for (const auto& s : steps) run_step(s, i++);
-    std::printf("\nThat was the tour. Try `kvlab plan --help` and `kvlab simulate --help`.\n");
+    try {
+      for (const auto& s : demo_steps(dir.string())) run_step(s, i++);
+    } catch (...) {
+      fs::remove_all(dir);
+      throw;
+    }
+    fs::remove_all(dir);
+    std::printf(
+        "\nThat was the tour. Every step is a command you can run yourself; see\n"
+        "`kvlab --help` and `kvlab <command> --help`.\n");
   });
 }
 

@@ -11,7 +11,8 @@ void expect_rejected(const std::string& args, const std::string& fragment) {
   const RunResult r = run_kvlab(args);
   EXPECT_NE(r.status, 0) << args << "\n" << r.output;
   EXPECT_NE(r.output.find(fragment), std::string::npos)
-      << "kvlab " << args << "\n---\n" << r.output << "---\nexpected: " << fragment;
+      << "kvlab " << args << "\n---\n"
+      << r.output << "---\nexpected: " << fragment;
 }
 
 nlohmann::json plan_json(const std::string& args) {
@@ -54,8 +55,8 @@ TEST(CliPlan, HumanReportHasTableAndDrawing) {
 }
 
 TEST(CliPlan, ConfigFileAndDirectory) {
-  const RunResult r = run_kvlab("plan cla:2 --config " KVLAB_SOURCE_DIR
-                                "/tests/data/tiny_config.json --json");
+  const RunResult r =
+      run_kvlab("plan cla:2 --config " KVLAB_SOURCE_DIR "/tests/data/tiny_config.json --json");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(nlohmann::json::parse(r.output)["map"], "0_0_2_2");
 }
@@ -67,7 +68,8 @@ TEST(CliErrors, TargetNotKvLayer) {
   expect_rejected("plan 0_0_1_3 --layers 4", "layer 1 is not a KV layer");
 }
 TEST(CliErrors, IndexOutOfRange) {
-  expect_rejected("plan 0_1_9_3 --layers 4", "kv(2) = 9 is invalid: must be a layer index in [0, 3]");
+  expect_rejected("plan 0_1_9_3 --layers 4",
+                  "kv(2) = 9 is invalid: must be a layer index in [0, 3]");
 }
 TEST(CliErrors, HeadsThatDoNotDivide) {
   expect_rejected("plan standard --model tinyllama-1.1b --kv-heads 5",
@@ -82,7 +84,8 @@ TEST(CliErrors, NegativeOrAbsurdSize) {
 TEST(CliErrors, MalformedConfig) {
   expect_rejected("plan standard --config " KVLAB_SOURCE_DIR "/tests/data/bad_config.json",
                   "num_key_value_heads = 3 is invalid");
-  expect_rejected("plan standard --config /nonexistent.json", "--config = /nonexistent.json is invalid: cannot open");
+  expect_rejected("plan standard --config /nonexistent.json",
+                  "--config = /nonexistent.json is invalid: cannot open");
 }
 TEST(CliErrors, UnknownModelAndDtype) {
   expect_rejected("plan standard --model gpt-9", "--model = gpt-9 is invalid: unknown preset");
@@ -205,4 +208,16 @@ TEST(CliErrors, SimulateBadInput) {
   expect_rejected("simulate --model llama-2-7b --plan clx:2 --gpu h200 --prompt 5 --gen 4",
                   "plan = clx:2 is invalid: unknown generator");
   expect_rejected("simulate --model llama-2-7b --plan cla:2 --prompt 5 --gen 4", "--gpu");
+}
+
+TEST(CliDemo, RunsTheWholeTourOffline) {
+  const RunResult r = run_kvlab("demo");
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* marker :
+       {"=== 1. ", "10,240 B", "5,120 B", "cyclic blocks [1, 20]", "largest batch",
+        "passes run per block: 12", "logits vs token-by-token encoding", "plan 0_0_2_2_4_4",
+        "That was the tour."}) {
+    EXPECT_NE(r.output.find(marker), std::string::npos) << "missing: " << marker;
+  }
+  EXPECT_EQ(r.output.find("kvlab: error"), std::string::npos) << r.output;
 }
