@@ -1,8 +1,12 @@
 #include "core/tokenizer.hpp"
 
 #include <charconv>
+#include <filesystem>
+#include <fstream>
 
 #include "core/error.hpp"
+#include "core/tokenizer_hf.hpp"
+#include "core/tokenizer_llama2c.hpp"
 
 namespace kvlab {
 namespace {
@@ -72,6 +76,35 @@ std::vector<int> parse_token_list(std::string_view text, int vocab_size) {
     start = comma + 1;
   }
   return ids;
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string file = path;
+  if (fs::is_directory(path, ec)) {
+    file.clear();
+    for (const char* name : {"tokenizer.json", "tokenizer.bin"}) {
+      const fs::path p = fs::path(path) / name;
+      if (fs::is_regular_file(p, ec)) {
+        file = p.string();
+        break;
+      }
+    }
+    if (file.empty())
+      fail("--tokenizer", path, "the directory has no tokenizer.json or tokenizer.bin");
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) fail("--tokenizer", file, "cannot open the file for reading");
+  char first = 0;
+  while (in.get(first) && (first == ' ' || first == '\n' || first == '\r' || first == '\t')) {
+  }
+  const bool json_name = file.size() >= 5 && file.compare(file.size() - 5, 5, ".json") == 0;
+  const bool bin_name = file.size() >= 4 && file.compare(file.size() - 4, 4, ".bin") == 0;
+  if (json_name || (!bin_name && in && first == '{')) {
+    return std::make_unique<HfTokenizer>(HfTokenizer::load(file));
+  }
+  return std::make_unique<Llama2cTokenizer>(Llama2cTokenizer::load(file));
 }
 
 }  // namespace kvlab

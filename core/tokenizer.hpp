@@ -2,6 +2,7 @@
 // Face) implement the same interface.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,5 +48,12 @@ class ByteTokenizer final : public Tokenizer {
 // kvlab::Error with field "--tokens" for an empty list, an empty item, an item that is not an
 // integer, or an id outside the range (the value is the offending item).
 std::vector<int> parse_token_list(std::string_view text, int vocab_size);
+
+// Opens a tokenizer file: a Hugging Face tokenizer.json (HfTokenizer, core/tokenizer_hf.hpp)
+// when the name ends in ".json" (or, unless it ends in ".bin", the content starts with '{'),
+// otherwise a llama2.c tokenizer.bin (Llama2cTokenizer, core/tokenizer_llama2c.hpp). A directory
+// is searched for tokenizer.json, then tokenizer.bin. Throws kvlab::Error (field "--tokenizer")
+// for a missing file or a directory with neither, and the loaders' named errors for bad contents.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
 }  // namespace kvlab
