@@ -12,6 +12,7 @@ namespace {
 
 struct ForwardOptions {
   ScheduleFlags schedule;
+  std::string tokenizer;
   std::string model, prompt, tokens, precision = "f32", plan, out;
   int threads = 1;
   bool force_nodiag = false;
@@ -19,7 +20,7 @@ struct ForwardOptions {
 
 template <typename S>
 void run_forward_as(const ForwardOptions& o) {
-  auto m = load_model<S>(o.model);
+  auto m = load_model<S>(o.model, o.tokenizer);
   const int V = m.weights.config.vocab_size;
   const std::vector<int> toks =
       o.tokens.empty() ? m.tokenizer->encode(o.prompt, true) : parse_token_list(o.tokens, V);
@@ -54,7 +55,10 @@ void run_forward(const ForwardOptions& o) {
 void add_forward_command(CLI::App& app) {
   auto o = std::make_shared<ForwardOptions>();
   auto* cmd = app.add_subcommand("forward", "Write the prefill logits [T, V] to a .npy file");
-  cmd->add_option("--model", o->model, "Checkpoint directory")->required();
+  cmd->add_option("--model", o->model,
+                  "Checkpoint: a kvlab or Hugging Face directory, or a llama2.c .bin")
+      ->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: the checkpoint's own)");
   cmd->add_option("--prompt", o->prompt, "Prompt text (byte tokenizer, BOS first)");
   cmd->add_option("--tokens", o->tokens, "Token ids, e.g. 1,2,3");
   cmd->add_option("--precision", o->precision, "f32 or f64")->capture_default_str();

@@ -14,6 +14,7 @@ namespace {
 
 struct GenerateOptions {
   ScheduleFlags schedule;
+  std::string tokenizer;
   std::string model, prompt, plan, telemetry;
   int max_new = 64;
   double temperature = 0.0;
@@ -32,7 +33,7 @@ void run_generate(const GenerateOptions& o) {
   }
   if (!(o.top_p > 0) || o.top_p > 1) fail("--top-p", std::to_string(o.top_p), "must be in (0, 1]");
   if (o.seed < 0) fail("--seed", std::to_string(o.seed), "must be >= 0");
-  auto m = load_model<float>(o.model);
+  auto m = load_model<float>(o.model, o.tokenizer);
   const int max_pos = m.weights.config.max_position_embeddings;
   if (o.context < 0 || o.context > max_pos) {
     fail("--context", std::to_string(o.context),
@@ -107,7 +108,10 @@ std::string printable(const std::string& bytes) {
 void add_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateOptions>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a checkpoint under a KV plan");
-  cmd->add_option("--model", o->model, "Checkpoint directory (kvlab init makes one)")->required();
+  cmd->add_option("--model", o->model,
+                  "Checkpoint: a kvlab or Hugging Face directory, or a llama2.c .bin")
+      ->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: the checkpoint's own)");
   cmd->add_option("--prompt", o->prompt, "Prompt text")->required();
   cmd->add_option("--max-new", o->max_new, "Tokens to generate")->capture_default_str();
   cmd->add_option("--temperature", o->temperature, "0 = greedy (deterministic)")

@@ -15,6 +15,7 @@ namespace {
 
 struct PplOptions {
   ScheduleFlags schedule;
+  std::string tokenizer;
   std::string model, text_file, plan;
   int context = 0;  // 0: 256, or max_position_embeddings when that is smaller
   int threads = 1;
@@ -25,7 +26,7 @@ void run_ppl(const PplOptions& o) {
   if (!in) fail("--text-file", o.text_file, "cannot open the file for reading");
   std::stringstream ss;
   ss << in.rdbuf();
-  auto m = load_model<float>(o.model);
+  auto m = load_model<float>(o.model, o.tokenizer);
   const ModelConfig& c = m.weights.config;
   const int context = o.context == 0 ? std::min(256, c.max_position_embeddings) : o.context;
   if (context < 2 || context > c.max_position_embeddings) {
@@ -71,7 +72,10 @@ void run_ppl(const PplOptions& o) {
 void add_ppl_command(CLI::App& app) {
   auto o = std::make_shared<PplOptions>();
   auto* cmd = app.add_subcommand("ppl", "Perplexity of a text file");
-  cmd->add_option("--model", o->model, "Checkpoint directory")->required();
+  cmd->add_option("--model", o->model,
+                  "Checkpoint: a kvlab or Hugging Face directory, or a llama2.c .bin")
+      ->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: the checkpoint's own)");
   cmd->add_option("--text-file", o->text_file, "UTF-8 text file")->required();
   cmd->add_option("--context", o->context,
                   "Window length in tokens (default: 256, or max_position_embeddings if smaller)");

@@ -14,6 +14,7 @@ namespace {
 
 struct TraceOptions {
   ScheduleFlags schedule;
+  std::string tokenizer;
   std::string model, plan, prompt, tokens, text_file, precision = "f32";
   bool exact = false;
   bool json = false;
@@ -22,7 +23,7 @@ struct TraceOptions {
 
 template <typename S>
 void trace_as(const TraceOptions& o) {
-  auto m = load_model<S>(o.model);
+  auto m = load_model<S>(o.model, o.tokenizer);
   const ModelConfig& c = m.weights.config;
   std::vector<int> toks;
   const int sources = !o.prompt.empty() + !o.tokens.empty() + !o.text_file.empty();
@@ -135,7 +136,10 @@ void add_trace_prefill_command(CLI::App& app) {
   auto o = std::make_shared<TraceOptions>();
   auto* cmd = app.add_subcommand("trace-prefill",
                                  "Show LCKV's iterative prefill pass by pass (K/V deltas)");
-  cmd->add_option("--model", o->model, "Checkpoint directory")->required();
+  cmd->add_option("--model", o->model,
+                  "Checkpoint: a kvlab or Hugging Face directory, or a llama2.c .bin")
+      ->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file (default: the checkpoint's own)");
   cmd->add_option("--plan", o->plan, "Run under another plan (default: the checkpoint's)");
   cmd->add_option("--prompt", o->prompt, "Prompt text");
   cmd->add_option("--tokens", o->tokens, "Token ids, e.g. 1,2,3");

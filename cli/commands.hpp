@@ -14,6 +14,7 @@ void add_forward_command(CLI::App& app);
 void add_ppl_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_trace_prefill_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
 
 // Every command but `demo` (the demo runs these through a fresh application, as if typed).
 inline void add_work_commands(CLI::App& app) {
@@ -25,6 +26,7 @@ inline void add_work_commands(CLI::App& app) {
   add_ppl_command(app);
   add_bench_command(app);
   add_trace_prefill_command(app);
+  add_convert_command(app);
 }
 
 }  // namespace kvlab::cli

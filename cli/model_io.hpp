@@ -1,6 +1,7 @@
 // Loading a runnable model for the commands that run one (generate, forward, ppl).
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,19 +22,59 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 
-// Reads a kvlab checkpoint directory and its tokenizer. Throws kvlab::Error.
+// Stands in for a tokenizer this build cannot read yet (a Hugging Face tokenizer.json, a llama2.c
+// tokenizer.bin): runs with --tokens work, text gives a named error.
+class UnsupportedTokenizer final : public Tokenizer {
+ public:
+  UnsupportedTokenizer(std::string what, int vocab) : what_(std::move(what)), vocab_(vocab) {}
+  std::vector<int> encode(std::string_view, bool) const override { refuse(); }
+  std::string decode(const std::vector<int>&) const override { refuse(); }
+  std::string decode_token(int) const override { refuse(); }
+  int vocab_size() const override { return vocab_; }
+  int bos_id() const override { return 1; }  // the Llama convention
+  int eos_id() const override { return 2; }
+  std::string name() const override { return "unsupported"; }
+
+ private:
+  [[noreturn]] void refuse() const {
+    fail("--prompt", "(text)",
+         "this model's tokenizer (" + what_ +
+             ") is not supported by this build yet: give token ids with --tokens");
+  }
+  std::string what_;
+  int vocab_;
+};
+
+// Reads a checkpoint (kvlab directory, Hugging Face directory or llama2.c .bin) and its
+// tokenizer: the byte tokenizer for kvlab checkpoints that say "byte"; otherwise `tokenizer_path`
+// (--tokenizer) or tokenizer.json next to the model. Throws kvlab::Error.
 template <typename S>
-LoadedModel<S> load_model(const std::string& dir) {
+LoadedModel<S> load_model(const std::string& path, const std::string& tokenizer_path = "") {
   LoadedModel<S> m;
-  m.weights = ref::load_checkpoint<S>(dir, &m.meta);
-  if (m.meta.tokenizer != "byte") {
-    fail("kvlab.tokenizer", m.meta.tokenizer, "this build knows the \"byte\" tokenizer");
+  m.weights = ref::load_checkpoint<S>(path, &m.meta);
+  const int V = m.weights.config.vocab_size;
+  if (tokenizer_path.empty() && m.meta.format == ref::CheckpointFormat::kvlab &&
+      m.meta.tokenizer == "byte") {
+    m.tokenizer = std::make_unique<ByteTokenizer>();
+    if (V < m.tokenizer->vocab_size()) {
+      fail("vocab_size", std::to_string(V),
+           "the byte tokenizer needs at least " + std::to_string(m.tokenizer->vocab_size()));
+    }
+    return m;
   }
-  m.tokenizer = std::make_unique<ByteTokenizer>();
-  if (m.weights.config.vocab_size < m.tokenizer->vocab_size()) {
-    fail("vocab_size", std::to_string(m.weights.config.vocab_size),
-         "the byte tokenizer needs at least " + std::to_string(m.tokenizer->vocab_size()));
+  std::string what = tokenizer_path;
+  if (what.empty()) {
+    if (m.meta.tokenizer == "tokenizer.json") {
+      what = (std::filesystem::path(path) / "tokenizer.json").string();
+    } else if (m.meta.format == ref::CheckpointFormat::llama2c) {
+      what = "llama2.c tokenizer.bin: none given with --tokenizer";
+    } else {
+      what = m.meta.tokenizer.empty() ? "none found next to the model" : m.meta.tokenizer;
+    }
+  } else if (!std::filesystem::exists(tokenizer_path)) {
+    fail("--tokenizer", tokenizer_path, "does not exist");
   }
+  m.tokenizer = std::make_unique<UnsupportedTokenizer>(what, V);
   return m;
 }
 

@@ -10,7 +10,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   pybind11-dev libglfw3-dev libimgui-dev
-  python3 python3-dev python3-numpy python3-torch python3-sklearn python3-matplotlib
+  python3 python3-dev python3-venv python3-numpy python3-torch python3-sklearn python3-matplotlib
   jupyter-notebook python3-nbconvert python3-ipykernel
   xvfb xauth clang libclang-rt-14-dev
 )
@@ -30,6 +30,25 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   echo "kvlab setup: all ${#packages[@]} Debian packages present"
+fi
+
+# Python packages Debian lacks (the oracle tests' peers), pinned, in .venv over Debian's
+# python3-torch 1.13 (transformers 4.38 still supports it). One venv; add pins to this list.
+venv_packages=(transformers==4.38.2 tokenizers==0.15.2 safetensors==0.4.2)
+[ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
+if .venv/bin/python - "${venv_packages[@]}" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+try:
+    sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
+except PackageNotFoundError:
+    sys.exit(1)
+PY
+then
+  echo "kvlab setup: .venv has ${venv_packages[*]}"
+else
+  echo "kvlab setup: installing into .venv: ${venv_packages[*]}"
+  .venv/bin/python -m pip install -q "${venv_packages[@]}"
 fi
 
 cmake --preset "$preset" | grep -E "kvlab:|Error" || true

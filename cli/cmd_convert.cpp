@@ -1,0 +1,99 @@
+// kvlab convert: a checkpoint from one format to another (kvlab, Hugging Face, llama2.c), or a
+// standard model to a sharing plan with averaged W_K, W_V (--plan, the LCKV/MLKV initialisation).
+#include <unistd.h>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "reference/checkpoint.hpp"
+
+namespace kvlab::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ConvertOptions {
+  std::string model, to, out, plan;
+};
+
+void run_convert(const ConvertOptions& o) {
+  const ref::CheckpointFormat to = ref::parse_checkpoint_format("--to", o.to);
+  if (!o.plan.empty() && to != ref::CheckpointFormat::kvlab) {
+    fail("--plan", o.plan, "a sharing plan can only be written as a kvlab checkpoint (--to kvlab)");
+  }
+  std::error_code ec;
+  if (fs::exists(o.out, ec)) {
+    fail("-o", o.out, "already exists (kvlab convert does not overwrite)");
+  }
+  ref::CheckpointMeta meta;
+  ref::ModelWeights<float> w = ref::load_checkpoint<float>(o.model, &meta);
+  const ref::CheckpointFormat from = meta.format;
+  if (!o.plan.empty()) {
+    const KvPlan plan = KvPlan::parse(o.plan, w.config.num_hidden_layers);
+    w = ref::average_kv_init(std::move(w), plan);
+    meta.plan_spec = o.plan;
+  }
+  const fs::path out(o.out);
+  // Everything is written to a temporary sibling and renamed into place at the end: a failure
+  // leaves no partial output.
+  const fs::path tmp =
+      out.parent_path() / (out.filename().string() + ".tmp." + std::to_string(::getpid()));
+  fs::remove_all(tmp, ec);
+  try {
+    if (to == ref::CheckpointFormat::llama2c) {
+      if (meta.tokenizer == "byte") {
+        std::fprintf(stderr,
+                     "kvlab convert: note: llama2.c has no place for the tokenizer; this model "
+                     "uses the byte tokenizer\n");
+      }
+      ref::save_llama2c(tmp.string(), w);
+    } else {
+      if (to == ref::CheckpointFormat::kvlab) {
+        ref::save_checkpoint(tmp.string(), w, meta);
+      } else {
+        ref::save_hf_checkpoint(tmp.string(), w);
+      }
+      // The Hugging Face tokenizer travels with the model.
+      if (from != ref::CheckpointFormat::llama2c) {
+        for (const char* name :
+             {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
+          const fs::path src = fs::path(o.model) / name;
+          if (fs::exists(src)) fs::copy_file(src, tmp / name);
+        }
+      }
+    }
+    fs::rename(tmp, out);
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(tmp, ec);
+    fail("-o", o.out, std::string("cannot write: ") + e.what());
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  std::printf("wrote %s (%s, from %s): %d layers, plan %s, %.2f M parameters\n", o.out.c_str(),
+              ref::checkpoint_format_name(to), ref::checkpoint_format_name(from),
+              w.config.num_hidden_layers, w.plan.to_string().c_str(),
+              static_cast<double>(w.bytes()) / sizeof(float) / 1e6);
+}
+
+}  // namespace
+
+void add_convert_command(CLI::App& app) {
+  auto o = std::make_shared<ConvertOptions>();
+  auto* cmd = app.add_subcommand(
+      "convert", "Convert a checkpoint between kvlab, Hugging Face and llama2.c formats");
+  cmd->add_option("--model", o->model,
+                  "Source: a kvlab or Hugging Face directory, or a llama2.c .bin")
+      ->required();
+  cmd->add_option("--to", o->to, "Target format: kvlab, hf or llama2c")->required();
+  cmd->add_option("-o,--out", o->out, "Output directory (kvlab, hf) or .bin file (llama2c)")
+      ->required();
+  cmd->add_option("--plan", o->plan,
+                  "Write a kvlab checkpoint for this sharing plan: each KV layer's W_K, W_V are "
+                  "the mean of its readers' (needs a standard source)");
+  cmd->callback([o] { run_convert(*o); });
+}
+
+}  // namespace kvlab::cli
