@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <queue>
 #include <sstream>
 #include <unordered_map>
 
@@ -1006,22 +1007,49 @@ void bpe_word(const State& st, const std::string& word, std::vector<int>& ids) {
     }
     // Without an unk token the character is dropped, as tokenizers does.
   }
-  while (sym.size() > 1) {
-    int best_rank = -1, best_id = -1;
-    size_t best_at = 0;
-    for (size_t k = 0; k + 1 < sym.size(); ++k) {
-      const auto it = st.merges.find(State::key(sym[k], sym[k + 1]));
-      if (it != st.merges.end() && (best_rank < 0 || it->second.first < best_rank)) {
-        best_rank = it->second.first;
-        best_id = it->second.second;
-        best_at = k;
-      }
-    }
-    if (best_rank < 0) break;
-    sym[best_at] = best_id;
-    sym.erase(sym.begin() + static_cast<std::ptrdiff_t>(best_at) + 1);
+  // Apply the lowest-ranked merge present (the leftmost on ties) until none applies, with a
+  // linked list of symbols and a heap of candidate pairs (stale entries are skipped), as
+  // tokenizers does.
+  const size_t n = sym.size();
+  std::vector<size_t> next(n), prev(n);
+  std::vector<bool> alive(n, true);
+  for (size_t k = 0; k < n; ++k) {
+    next[k] = k + 1;
+    prev[k] = k - 1;  // wraps for k = 0; never read there
   }
-  ids.insert(ids.end(), sym.begin(), sym.end());
+  struct Cand {
+    int rank;
+    size_t left, right;
+    int left_id, right_id, merged;
+  };
+  const auto worse = [](const Cand& a, const Cand& b) {
+    return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
+  };
+  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
+  const auto push = [&](size_t left, size_t right) {
+    const auto it = st.merges.find(State::key(sym[left], sym[right]));
+    if (it != st.merges.end()) {
+      heap.push({it->second.first, left, right, sym[left], sym[right], it->second.second});
+    }
+  };
+  for (size_t k = 0; k + 1 < n; ++k) push(k, k + 1);
+  while (!heap.empty()) {
+    const Cand c = heap.top();
+    heap.pop();
+    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right || sym[c.left] != c.left_id ||
+        sym[c.right] != c.right_id) {
+      continue;
+    }
+    sym[c.left] = c.merged;
+    alive[c.right] = false;
+    next[c.left] = next[c.right];
+    if (next[c.left] < n) prev[next[c.left]] = c.left;
+    if (c.left > 0) push(prev[c.left], c.left);
+    if (next[c.left] < n) push(c.left, next[c.left]);
+  }
+  for (size_t k = 0; k < n; ++k) {
+    if (alive[k]) ids.push_back(sym[k]);
+  }
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <queue>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -152,28 +153,57 @@ std::vector<int> Llama2cTokenizer::encode(std::string_view text, bool add_bos) c
     }
     i = end;
   }
-  // Merge the best-scoring adjacent pair until none is in the vocabulary.
+  // Merge the best-scoring adjacent pair (the leftmost on ties; run.c ignores scores <= -1e10)
+  // until none is in the vocabulary. Symbols form a linked list and candidate pairs a heap, so
+  // this is O(n log n) rather than run.c's rescan of every pair after each merge; stale heap
+  // entries (a side merged away or changed) are skipped.
   const size_t first = add_bos ? 1 : 0;  // BOS never merges
-  std::string pair;
-  while (true) {
-    float best_score = 0.0f;
-    int best_id = -1;
-    size_t best_at = 0;
-    for (size_t k = first; k + 1 < ids.size(); ++k) {
-      pair = pieces_[static_cast<size_t>(ids[k])];
-      pair += pieces_[static_cast<size_t>(ids[k + 1])];
-      const int id = lookup(pair);
-      if (id >= 0 && (best_id < 0 || scores_[static_cast<size_t>(id)] > best_score)) {
-        best_score = scores_[static_cast<size_t>(id)];
-        best_id = id;
-        best_at = k;
-      }
-    }
-    if (best_id < 0) break;
-    ids[best_at] = best_id;
-    ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(best_at) + 1);
+  const size_t n = ids.size();
+  std::vector<size_t> next(n), prev(n);
+  std::vector<bool> alive(n, true);
+  for (size_t k = 0; k < n; ++k) {
+    next[k] = k + 1;
+    prev[k] = k - 1;  // wraps for k = 0; never read there
   }
-  return ids;
+  struct Cand {
+    float score;
+    size_t left, right;
+    int left_id, right_id, merged;
+  };
+  const auto worse = [](const Cand& a, const Cand& b) {
+    return a.score != b.score ? a.score < b.score : a.left > b.left;
+  };
+  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
+  std::string pair;
+  const auto push = [&](size_t left, size_t right) {
+    pair = pieces_[static_cast<size_t>(ids[left])];
+    pair += pieces_[static_cast<size_t>(ids[right])];
+    const int id = lookup(pair);
+    if (id >= 0 && scores_[static_cast<size_t>(id)] > -1e10f) {
+      heap.push({scores_[static_cast<size_t>(id)], left, right, ids[left], ids[right], id});
+    }
+  };
+  for (size_t k = first; k + 1 < n; ++k) push(k, k + 1);
+  while (!heap.empty()) {
+    const Cand c = heap.top();
+    heap.pop();
+    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right || ids[c.left] != c.left_id ||
+        ids[c.right] != c.right_id) {
+      continue;
+    }
+    ids[c.left] = c.merged;
+    alive[c.right] = false;
+    next[c.left] = next[c.right];
+    if (next[c.left] < n) prev[next[c.left]] = c.left;
+    if (c.left > first) push(prev[c.left], c.left);
+    if (next[c.left] < n) push(c.left, next[c.left]);
+  }
+  std::vector<int> out;
+  out.reserve(n);
+  for (size_t k = 0; k < n; ++k) {
+    if (alive[k]) out.push_back(ids[k]);
+  }
+  return out;
 }
 
 std::string Llama2cTokenizer::decode_token(int id) const {

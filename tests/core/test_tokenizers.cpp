@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -168,6 +169,65 @@ TEST(Llama2cTokenizer, RoundTripsVariedText) {
   // Invalid UTF-8 goes through byte tokens too.
   const std::string junk("\xFF\x80\xC3 a\xF0\x9F", 7);
   EXPECT_EQ(t.decode(t.encode(junk, true)), junk);
+}
+
+// run.c's merge loop, written plainly: rescan every adjacent pair, take the best score (the
+// leftmost on ties, scores <= -1e10 never), until no pair merges.
+std::vector<int> rescan_merges(const kvlab::Llama2cTokenizer& t, std::vector<int> ids,
+                               size_t first) {
+  while (true) {
+    float best = -1e10f;
+    int best_id = -1;
+    size_t at = 0;
+    for (size_t k = first; k + 1 < ids.size(); ++k) {
+      const std::string pair = t.piece(ids[k]) + t.piece(ids[k + 1]);
+      for (int id = 0; id < t.vocab_size(); ++id) {
+        if (t.piece(id) == pair) {
+          if (t.score(id) > best) {
+            best = t.score(id);
+            best_id = id;
+            at = k;
+          }
+          break;
+        }
+      }
+    }
+    if (best_id < 0) return ids;
+    ids[at] = best_id;
+    ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+  }
+}
+
+TEST(Llama2cTokenizer, HeapMergesMatchARescanOfEveryPair) {
+  const kvlab::Llama2cTokenizer t = small_llama2c();
+  std::map<std::string, int> ids;
+  for (int id = t.vocab_size() - 1; id >= 0; --id) ids[t.piece(id)] = id;
+  uint32_t state = 12345;
+  const std::string pool =
+      "abc the Hello World 123  \xC3\xA9"
+      "aa";
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string text;
+    const int len = 1 + static_cast<int>((state = state * 1664525u + 1013904223u) >> 28);
+    for (int i = 0; i < len * 3; ++i) {
+      state = state * 1664525u + 1013904223u;
+      text += pool[(state >> 16) % pool.size()];
+    }
+    // Unmerged symbols: BOS, the dummy prefix " ", then one per character (or its bytes).
+    std::vector<int> start = {1, id_of(t, " ")};
+    for (size_t i = 0; i < text.size();) {
+      size_t end = i + 1;
+      while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+      const auto it = ids.find(text.substr(i, end - i));
+      if (it != ids.end()) {
+        start.push_back(it->second);
+      } else {
+        for (size_t k = i; k < end; ++k) start.push_back(static_cast<unsigned char>(text[k]) + 3);
+      }
+      i = end;
+    }
+    EXPECT_EQ(t.encode(text, true), rescan_merges(t, start, 1)) << text;
+  }
 }
 
 TEST(Llama2cTokenizer, LoadsFromAFileAndThroughTheFactory) {
