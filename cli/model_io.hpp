@@ -22,59 +22,69 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 
-// Stands in for a tokenizer this build cannot read yet (a Hugging Face tokenizer.json, a llama2.c
-// tokenizer.bin): runs with --tokens work, text gives a named error.
-class UnsupportedTokenizer final : public Tokenizer {
+// Stands in when a model comes without a tokenizer (a llama2.c .bin without --tokenizer, a
+// Hugging Face directory without tokenizer.json): runs with --tokens work, text gives a named
+// error.
+class NoTokenizer final : public Tokenizer {
  public:
-  UnsupportedTokenizer(std::string what, int vocab) : what_(std::move(what)), vocab_(vocab) {}
+  NoTokenizer(std::string why, int vocab) : why_(std::move(why)), vocab_(vocab) {}
   std::vector<int> encode(std::string_view, bool) const override { refuse(); }
   std::string decode(const std::vector<int>&) const override { refuse(); }
   std::string decode_token(int) const override { refuse(); }
   int vocab_size() const override { return vocab_; }
   int bos_id() const override { return 1; }  // the Llama convention
   int eos_id() const override { return 2; }
-  std::string name() const override { return "unsupported"; }
+  std::string name() const override { return "none"; }
 
  private:
   [[noreturn]] void refuse() const {
-    fail("--prompt", "(text)",
-         "this model's tokenizer (" + what_ +
-             ") is not supported by this build yet: give token ids with --tokens");
+    fail("--tokenizer", "(none)",
+         "this model has no tokenizer (" + why_ +
+             "): give one with --tokenizer PATH, or token ids with --tokens");
   }
-  std::string what_;
+  std::string why_;
   int vocab_;
 };
 
 // Reads a checkpoint (kvlab directory, Hugging Face directory or llama2.c .bin) and its
-// tokenizer: the byte tokenizer for kvlab checkpoints that say "byte"; otherwise `tokenizer_path`
-// (--tokenizer) or tokenizer.json next to the model. Throws kvlab::Error.
+// tokenizer: `tokenizer_path` (--tokenizer: a tokenizer.json or llama2.c tokenizer.bin) when
+// given; else the byte tokenizer for kvlab checkpoints that say "byte", tokenizer.json in a
+// directory, tokenizer.bin beside a .bin. Throws kvlab::Error, also for a tokenizer with more
+// tokens than the model's vocabulary.
 template <typename S>
 LoadedModel<S> load_model(const std::string& path, const std::string& tokenizer_path = "") {
+  namespace fs = std::filesystem;
   LoadedModel<S> m;
   m.weights = ref::load_checkpoint<S>(path, &m.meta);
   const int V = m.weights.config.vocab_size;
-  if (tokenizer_path.empty() && m.meta.format == ref::CheckpointFormat::kvlab &&
-      m.meta.tokenizer == "byte") {
-    m.tokenizer = std::make_unique<ByteTokenizer>();
-    if (V < m.tokenizer->vocab_size()) {
-      fail("vocab_size", std::to_string(V),
-           "the byte tokenizer needs at least " + std::to_string(m.tokenizer->vocab_size()));
-    }
-    return m;
-  }
-  std::string what = tokenizer_path;
-  if (what.empty()) {
-    if (m.meta.tokenizer == "tokenizer.json") {
-      what = (std::filesystem::path(path) / "tokenizer.json").string();
-    } else if (m.meta.format == ref::CheckpointFormat::llama2c) {
-      what = "llama2.c tokenizer.bin: none given with --tokenizer";
+  std::string file = tokenizer_path, field = "--tokenizer";
+  if (file.empty()) {
+    field = "tokenizer of " + path;
+    std::error_code ec;
+    const fs::path beside = m.meta.format == ref::CheckpointFormat::llama2c
+                                ? fs::path(path).parent_path() / "tokenizer.bin"
+                                : fs::path(path) / "tokenizer.json";
+    if (m.meta.format == ref::CheckpointFormat::kvlab && m.meta.tokenizer == "byte") {
+      m.tokenizer = std::make_unique<ByteTokenizer>();
+    } else if (fs::is_regular_file(beside, ec)) {
+      file = beside.string();
     } else {
-      what = m.meta.tokenizer.empty() ? "none found next to the model" : m.meta.tokenizer;
+      m.tokenizer = std::make_unique<NoTokenizer>(
+          m.meta.format == ref::CheckpointFormat::llama2c
+              ? "a llama2.c .bin holds none and there is no tokenizer.bin beside it"
+              : "no tokenizer.json in the directory",
+          V);
+      return m;
     }
-  } else if (!std::filesystem::exists(tokenizer_path)) {
-    fail("--tokenizer", tokenizer_path, "does not exist");
+  } else if (!fs::exists(file)) {
+    fail("--tokenizer", file, "does not exist");
   }
-  m.tokenizer = std::make_unique<UnsupportedTokenizer>(what, V);
+  if (!file.empty()) m.tokenizer = load_tokenizer(file);
+  if (V < m.tokenizer->vocab_size()) {
+    fail(field, file.empty() ? m.tokenizer->name() : file,
+         "has " + std::to_string(m.tokenizer->vocab_size()) +
+             " tokens, more than the model's vocab_size = " + std::to_string(V));
+  }
   return m;
 }
 

@@ -433,6 +433,73 @@ TEST_F(Checkpoints, PromptNeedsATokenizerForForeignModels) {
   const RunResult r = run_kvlab("forward --model " + bin.string() + " --prompt hello --out " +
                                 (dir_ / "p.npy").string());
   EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_NE(r.output.find("tokenizer"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("has no tokenizer"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir_ / "p.npy"));
+  // Likewise a Hugging Face directory without tokenizer.json.
+  ASSERT_EQ(convert(a, "hf", dir_ / "hf").status, 0);
+  const RunResult h = run_kvlab("forward --model " + (dir_ / "hf").string() +
+                                " --prompt hello --out " + (dir_ / "p.npy").string());
+  EXPECT_EQ(h.status, 2) << h.output;
+  EXPECT_NE(h.output.find("no tokenizer.json"), std::string::npos) << h.output;
+}
+
+namespace {
+
+// A llama2.c tokenizer.bin: <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, " " (id 259),
+// then `extra` more pieces (never matched by the test's text).
+void write_llama2c_tokenizer(const fs::path& p, int extra) {
+  std::ofstream out(p, std::ios::binary);
+  auto put_i32 = [&](std::int32_t v) { out.write(reinterpret_cast<const char*>(&v), 4); };
+  auto piece = [&](const std::string& text, float score) {
+    out.write(reinterpret_cast<const char*>(&score), 4);
+    put_i32(static_cast<std::int32_t>(text.size()));
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  };
+  put_i32(8);
+  piece("<unk>", 0);
+  piece("<s>", 0);
+  piece("</s>", 0);
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    piece(buf, 0);
+  }
+  piece(" ", -1);
+  for (int i = 0; i < extra; ++i) piece("#" + std::to_string(i) + "#", -1);
+}
+
+}  // namespace
+
+TEST_F(Checkpoints, Llama2cBinWithItsTokenizer) {
+  const fs::path a = make_kvlab("a");
+  const fs::path bin = dir_ / "m.bin";
+  ASSERT_EQ(convert(a, "llama2c", bin).status, 0);
+  const fs::path tok = dir_ / "tok.bin";
+  write_llama2c_tokenizer(tok, 20);
+  // run.c's encoding of "hello" with byte tokens only: BOS, the dummy-prefix " " (259), h e l l o
+  // (byte + 3).
+  const fs::path out = dir_ / "text.npy";
+  RunResult r = run_kvlab("forward --model " + bin.string() + " --tokenizer " + tok.string() +
+                          " --prompt hello --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run_kvlab("forward --model " + bin.string() + " --tokens 1,259,107,104,111,111,114 --out " +
+                (dir_ / "ids.npy").string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(kvlab::read_npy(out.string()).values,
+            kvlab::read_npy((dir_ / "ids.npy").string()).values);
+  // tokenizer.bin beside the .bin is found without --tokenizer; generate decodes with it.
+  fs::copy_file(tok, dir_ / "tokenizer.bin");
+  r = run_kvlab("generate --model " + bin.string() + " --prompt hello --max-new 3");
+  EXPECT_EQ(r.status, 0) << r.output;
+  // A tokenizer with more tokens than the model's vocabulary is a named error.
+  write_llama2c_tokenizer(tok, 60);
+  r = run_kvlab("forward --model " + bin.string() + " --tokenizer " + tok.string() +
+                " --prompt hello --out " + (dir_ / "big.npy").string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("more than the model's vocab_size = 300"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ / "big.npy"));
+  r = run_kvlab("forward --model " + bin.string() + " --tokenizer " + (dir_ / "nope.bin").string() +
+                " --prompt hello --out " + (dir_ / "big.npy").string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("does not exist"), std::string::npos) << r.output;
 }
