@@ -423,6 +423,8 @@ ModelWeights<S> load_llama2c(const std::string& path, CheckpointMeta* meta) {
   const long KV = static_cast<long>(c.num_key_value_heads) * c.head_dim;
   const long D = c.head_dim, T = c.max_position_embeddings;
   const unsigned char* p = f.data() + kLlama2cHeader;
+  const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t released = 0;
   auto take = [&](Buffer<S>& out, long n) {
     out.resize(n);
     for (long i = 0; i < n; ++i) {
@@ -431,6 +433,13 @@ ModelWeights<S> load_llama2c(const std::string& path, CheckpointMeta* meta) {
       out[i] = static_cast<S>(v);
     }
     p += 4 * n;
+    // The mapped pages read so far are not needed again: drop them from the resident set, so
+    // that loading holds one copy of the weights, not two.
+    const std::uint64_t done = static_cast<std::uint64_t>(p - f.data()) / page * page;
+    if (done > released) {
+      ::madvise(const_cast<unsigned char*>(f.data()) + released, done - released, MADV_DONTNEED);
+      released = done;
+    }
   };
   auto per_layer = [&](Buffer<S> LayerWeights<S>::*field, long n) {
     for (auto& L : w.layers) take(L.*field, n);
