@@ -5,6 +5,10 @@ Hugging Face loader is checked against (tests/oracle/test_checkpoints.cpp).
   hf_llama.py --out DIR --tokens 1,2,3 --logits OUT.npy [--tied] [--kv-heads N] [--shard SIZE]
               [--dtype float32|float16|bfloat16]
 
+With --tokenizer FILE --text TEXT, FILE (a tokenizer.json) is saved as DIR/tokenizer.json, the
+vocabulary is the tokenizer's, and the logits are those of BOS + the `tokenizers` package's ids of
+TEXT (written to OUT.npy.ids); kvlab then runs the directory with --prompt TEXT.
+
 Writes DIR with LlamaForCausalLM(config).save_pretrained(DIR, safe_serialization=True) (sharded
 when --shard is given, e.g. 20KB) and OUT.npy, the float32 logits [T, V] of the saved weights.
 Exits non-zero (never skips) when transformers or torch is missing."""
@@ -33,7 +37,21 @@ def main():
     ap.add_argument("--shard", default="")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tokenizer", default="")
+    ap.add_argument("--text", default="")
     a = ap.parse_args()
+    ids = [int(t) for t in a.tokens.split(",")]
+    if a.tokenizer:
+        import shutil
+
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(a.tokenizer)
+        a.vocab = tok.get_vocab_size(with_added_tokens=True)
+        bos = next(tok.token_to_id(n) for n in ["<s>", "<|begin_of_text|>", "<bos>",
+                                                "<|endoftext|>"] if tok.token_to_id(n) is not None)
+        ids = [bos] + tok.encode(a.text, add_special_tokens=False).ids
+        with open(a.logits + ".ids", "w") as f:
+            f.write(",".join(map(str, ids)) + "\n")
     torch.manual_seed(a.seed)
     cfg = LlamaConfig(hidden_size=a.hidden, num_hidden_layers=a.layers,
                       num_attention_heads=a.heads, num_key_value_heads=a.kv_heads,
@@ -52,14 +70,15 @@ def main():
     if a.shard:
         kw["max_shard_size"] = a.shard
     model.save_pretrained(a.out, **kw)
+    if a.tokenizer:
+        shutil.copyfile(a.tokenizer, f"{a.out}/tokenizer.json")
     # The logits of the stored (possibly rounded) weights, in float32, from a fresh float32 model:
     # model.float() would keep RoPE's inv_freq buffer rounded to 16 bits.
     stored = {k: v.float() for k, v in model.state_dict().items()}
     model = LlamaForCausalLM(cfg).eval()
     model.load_state_dict(stored)
-    ids = torch.tensor([[int(t) for t in a.tokens.split(",")]])
     with torch.no_grad():
-        logits = model(ids).logits[0].numpy().astype(np.float32)
+        logits = model(torch.tensor([ids])).logits[0].numpy().astype(np.float32)
     np.save(a.logits, logits)
     print(f"transformers {transformers.__version__}, torch {torch.__version__}: wrote {a.out}, "
           f"logits {logits.shape}")

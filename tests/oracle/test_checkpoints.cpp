@@ -2,6 +2,8 @@
 //  - a tiny random Llama saved by Hugging Face transformers (tests/oracle/hf_llama.py: float32,
 //    GQA, tied and untied heads, single-file and sharded, F16 and BF16) gives the logits
 //    LlamaForCausalLM gives, within 1e-4 relative error in float32;
+//  - with its tokenizer.json (sentencepiece-style and byte-level), kvlab --prompt TEXT gives the
+//    logits of BOS + the tokenizers package's ids of TEXT;
 //  - a llama2.c .bin written by an independent numpy script (tests/oracle/make_llama2c.py) from a
 //    kvlab checkpoint gives the logits of that checkpoint, within 1e-5.
 // Never skipped: a missing .venv, transformers or torch is a failure (scripts/setup.sh installs
@@ -105,6 +107,42 @@ TEST(HfOracle, PostHocPlanRuns) {
                 " --plan cla:3 --out " + (work_dir() / "posthoc_cla.npy").string());
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("plan"), std::string::npos) << r.output;
+}
+
+// A Hugging Face directory with its tokenizer.json (trained by the `tokenizers` package in
+// tests/oracle/make_tokenizers.py): kvlab run with --prompt TEXT gives transformers' logits of BOS
+// + the package's ids of TEXT.
+void compare_hf_prompt(const std::string& tokenizer) {
+  const fs::path toks = work_dir() / "tokenizers";
+  fs::create_directories(toks);
+  if (!fs::exists(toks / "sentencepiece.json")) {
+    const std::string make = venv_python() +
+                             " " KVLAB_SOURCE_DIR "/tests/oracle/make_tokenizers.py " +
+                             toks.string() + " 2>&1";
+    ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  }
+  const std::string text = "Once upon a time, Lily said: \"héllo 42!\"  ok";
+  const fs::path dir = work_dir() / ("prompt_" + tokenizer);
+  fs::remove_all(dir);
+  const fs::path theirs = work_dir() / ("prompt_" + tokenizer + "_hf.npy");
+  const fs::path mine = work_dir() / ("prompt_" + tokenizer + "_kvlab.npy");
+  const std::string cmd = venv_python() + " " KVLAB_SOURCE_DIR "/tests/oracle/hf_llama.py --out " +
+                          dir.string() + " --tokens 0 --tokenizer " +
+                          (toks / (tokenizer + ".json")).string() + " --text " + shell_quote(text) +
+                          " --logits " + theirs.string() + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const RunResult r = run_kvlab("forward --model " + dir.string() + " --prompt " +
+                                shell_quote(text) + " --out " + mine.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_LT(max_rel_error(kvlab::read_npy(mine.string()), kvlab::read_npy(theirs.string())), 1e-4);
+}
+
+TEST(HfOracle, PromptThroughSentencePieceTokenizerJson) {
+  compare_hf_prompt("sentencepiece");
+}
+
+TEST(HfOracle, PromptThroughByteLevelTokenizerJson) {
+  compare_hf_prompt("bytelevel_gpt2");
 }
 
 // llama2.c: the same weights in both formats give the same logits.
