@@ -395,6 +395,11 @@ ModelWeights<S> load_llama2c(const std::string& path, CheckpointMeta* meta) {
     fail(path, std::to_string(f.size()) + " bytes",
          "is truncated: a llama2.c .bin starts with a 28-byte header");
   }
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".json" || ext == ".safetensors" || f.data()[0] == '{') {
+    fail("--model", path,
+         "is a file of a checkpoint directory, not a llama2.c .bin: give the directory");
+  }
   std::int32_t h[7];
   std::memcpy(h, f.data(), sizeof h);
   if (static_cast<std::uint32_t>(h[0]) == 0x616b3432u) {

@@ -424,6 +424,8 @@ TEST_F(Checkpoints, TruncatedOrForeignBin) {
   }
   expect_forward_error(dir_ / "neg.bin", "header.n_layers");
   expect_forward_error(dir_ / "nothing_here", "is neither a checkpoint directory");
+  expect_forward_error(a / "config.json", "not a llama2.c .bin: give the directory");
+  expect_forward_error(a / "model.safetensors", "not a llama2.c .bin: give the directory");
 }
 
 TEST_F(Checkpoints, PromptNeedsATokenizerForForeignModels) {
