@@ -31,6 +31,16 @@ fs::path work_dir() {
   return d;
 }
 
+// The work directory goes when every test of the process passed (kept for inspection otherwise).
+class RemoveWorkDir : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (!::testing::UnitTest::GetInstance()->Failed()) fs::remove_all(work_dir());
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kRemoveWorkDir =
+    ::testing::AddGlobalTestEnvironment(new RemoveWorkDir);
+
 std::string venv_python() {
   const std::string py = KVLAB_VENV_PYTHON;
   EXPECT_TRUE(fs::exists(py)) << py << " is missing: run scripts/setup.sh (it creates .venv with "
