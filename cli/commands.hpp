@@ -14,6 +14,9 @@ void add_forward_command(CLI::App& app);
 void add_ppl_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_trace_prefill_command(CLI::App& app);
+void add_squeeze_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_sweep_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 
 // Every command but `demo` (the demo runs these through a fresh application, as if typed).
@@ -26,6 +29,9 @@ inline void add_work_commands(CLI::App& app) {
   add_ppl_command(app);
   add_bench_command(app);
   add_trace_prefill_command(app);
+  add_squeeze_command(app);
+  add_eval_command(app);
+  add_sweep_command(app);
   add_convert_command(app);
 }
 

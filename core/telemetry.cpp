@@ -78,6 +78,19 @@ void JsonlObserver::on_prefill_pass(const PrefillPassEvent& e) {
   out_ << j.dump() << '\n';
 }
 
+void JsonlObserver::on_squeeze(const SqueezeEvent& e) {
+  const nlohmann::json j = {{"event", "squeeze"},
+                            {"prompt_tokens", e.prompt_tokens},
+                            {"layer_importance", e.layer_importance},
+                            {"bank_layer", e.bank_layer},
+                            {"bank_importance", e.bank_importance},
+                            {"cluster", e.cluster},
+                            {"budget", e.budget},
+                            {"a", e.a}};
+  std::lock_guard<std::mutex> lock(mu_);
+  out_ << j.dump() << '\n';
+}
+
 void JsonlObserver::close() {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return;

@@ -53,12 +53,24 @@ struct PrefillPassEvent {
   bool converged = false;         // convergence mode: this pass met the threshold
 };
 
+// SqueezeAttention (techniques.md §6), once per prompt when budgets come from importance.
+struct SqueezeEvent {
+  int prompt_tokens = 0;
+  std::vector<double> layer_importance;  // s_l per layer
+  std::vector<int> bank_layer;           // the KV layer of each evicting bank
+  std::vector<double> bank_importance;   // min (or mean) over the bank's readers
+  std::vector<int> cluster;              // per bank: 1 (most important) .. 3
+  std::vector<int> budget;               // per bank, tokens
+  double a = 0;                          // the fraction of clusters 1 and 2
+};
+
 class Observer {
  public:
   virtual ~Observer() = default;
   virtual void on_kv_step(const KvStepEvent&) {}
   virtual void on_step_summary(const StepSummaryEvent&) {}
   virtual void on_prefill_pass(const PrefillPassEvent&) {}
+  virtual void on_squeeze(const SqueezeEvent&) {}
 };
 
 // Fans events out to any number of observers; engines hold one of these.
@@ -86,6 +98,7 @@ class JsonlObserver : public Observer {
   void on_kv_step(const KvStepEvent& e) override;
   void on_step_summary(const StepSummaryEvent& e) override;
   void on_prefill_pass(const PrefillPassEvent& e) override;
+  void on_squeeze(const SqueezeEvent& e) override;
   // Flushes and moves the file into place (written to a temporary file until then).
   void close();
 
@@ -102,6 +115,8 @@ class RecordingObserver : public Observer {
   void on_kv_step(const KvStepEvent& e) override { kv_steps.push_back(e); }
   void on_step_summary(const StepSummaryEvent& e) override { summaries.push_back(e); }
   void on_prefill_pass(const PrefillPassEvent& e) override { passes.push_back(e); }
+  void on_squeeze(const SqueezeEvent& e) override { squeezes.push_back(e); }
+  std::vector<SqueezeEvent> squeezes;
   std::vector<KvStepEvent> kv_steps;
   std::vector<StepSummaryEvent> summaries;
   std::vector<PrefillPassEvent> passes;

@@ -24,12 +24,15 @@ struct AttentionSet {
 
 // out (T, H*D): for each query row i and head h,
 //   out_i = Σ_{j ∈ S(i)} softmax_j(q_i · k_j / √D) · v_j        (0 when S(i) is empty)
-// q (T, H*D) rotated queries at positions qpos (T); k, v (N, H_kv*D) cells at positions kpos (N).
+// q (T, H*D) rotated queries at positions qpos (T); k, v (N, H_kv*D) cells at positions kpos:
+// (N) shared by every KV head, or (H_kv, N) when kpos_head_stride = N (H2O keeps different
+// tokens per head).
 // Query head h reads KV head h / (H / H_kv) (GQA). Heads are split across `threads`.
 // probs (H, T, N), optional: receives the attention probabilities (0 outside the set).
 template <typename S>
 void attention(S* out, const S* q, const int* qpos, int T, const S* k, const S* v, const int* kpos,
-               int N, int H, int H_kv, int D, AttentionSet set, int threads, S* probs = nullptr) {
+               int N, int H, int H_kv, int D, AttentionSet set, int threads, S* probs = nullptr,
+               int kpos_head_stride = 0) {
   using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using Stride = Eigen::OuterStride<>;
   const int group = H / H_kv;
@@ -37,21 +40,23 @@ void attention(S* out, const S* q, const int* qpos, int T, const S* k, const S* 
   const S neg_inf = -std::numeric_limits<S>::infinity();
   // Keys that no query of a block of rows can see are skipped (they would get probability 0
   // anyway); that needs both position lists ascending, which they are in kvlab's banks.
-  const bool sorted = std::is_sorted(qpos, qpos + T) && std::is_sorted(kpos, kpos + N);
+  const bool qsorted = std::is_sorted(qpos, qpos + T);
   constexpr int kRowBlock = 64;
   if (probs) std::fill(probs, probs + static_cast<long>(H) * T * N, S(0));
 #pragma omp parallel for num_threads(std::max(1, std::min(threads, H))) \
     schedule(static) if (threads > 1 && H > 1)
   for (int h = 0; h < H; ++h) {
     const int g = h / group;
+    const int* kp = kpos + static_cast<long>(g) * kpos_head_stride;  // this head's cell positions
+    const bool sorted = qsorted && std::is_sorted(kp, kp + N);
     Mat scores;
     for (int i0 = 0; i0 < T; i0 += kRowBlock) {
       const int rows = std::min(kRowBlock, T - i0);
       int j0 = 0, j1 = N;  // the keys [j0, j1) some query of rows [i0, i0 + rows) may see
       if (sorted) {
-        j1 = static_cast<int>(std::upper_bound(kpos, kpos + N, qpos[i0 + rows - 1]) - kpos);
+        j1 = static_cast<int>(std::upper_bound(kp, kp + N, qpos[i0 + rows - 1]) - kp);
         if (set.window > 0) {
-          j0 = static_cast<int>(std::upper_bound(kpos, kpos + N, qpos[i0] - set.window) - kpos);
+          j0 = static_cast<int>(std::upper_bound(kp, kp + N, qpos[i0] - set.window) - kp);
         }
         j0 = std::min(j0, j1);
       }
@@ -68,7 +73,7 @@ void attention(S* out, const S* q, const int* qpos, int T, const S* k, const S* 
       if (n > 0) scores.noalias() = (qh * kh.transpose()) * scale;
       for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < n; ++j) {
-          if (!set.allows(qpos[i0 + i], kpos[j0 + j])) scores(i, j) = neg_inf;
+          if (!set.allows(qpos[i0 + i], kp[j0 + j])) scores(i, j) = neg_inf;
         }
         softmax_row(scores.row(i).data(), n);  // an empty set leaves a row of zeros
       }

@@ -9,6 +9,7 @@
 #include "core/telemetry.hpp"
 #include "reference/buffer.hpp"
 #include "reference/kv_store.hpp"
+#include "reference/squeeze.hpp"
 #include "reference/weights.hpp"
 
 namespace kvlab::ref {
@@ -36,6 +37,9 @@ struct EngineOptions {
   bool force_nodiag = false;   // mask the diagonal in every layer (§2)
   std::optional<KvPlan> plan;  // run under another plan; its KV layers need W_K, W_V
   PrefillSchedule schedule;    // plans with upward edges
+  PolicySpec policy;           // what each (non-sliding) bank keeps between steps (§5)
+  BudgetSpec budget;           // uniform budget per bank; unset = the context
+  SqueezeSpec squeeze;         // SqueezeAttention budgets per bank (§6); needs an evicting policy
 };
 
 template <typename S>
@@ -64,6 +68,13 @@ class Engine {
   // run: iterative passes then report their error against it (PrefillPassEvent::err_k/err_v).
   void set_exact_kv(int bank, std::vector<S> k, std::vector<S> v);
 
+  // SqueezeAttention's analysis of the last prompt (empty unless options.squeeze.enabled).
+  const SqueezeResult& squeeze() const { return squeeze_result_; }
+  // Per-layer importance s_l of the last prompt (§6 step 1); computed when squeeze is enabled
+  // or measure_importance(true) was called.
+  std::vector<double> layer_importance() const;
+  void measure_importance(bool on) { measure_importance_ = on; }
+
   // Passes the last prefill ran per cyclic block (empty for plans without upward edges or a
   // token-by-token prefill).
   const std::vector<int>& passes_run() const { return passes_run_; }
@@ -80,7 +91,9 @@ class Engine {
 
   // Per-bank K/V of the rows in flight (batched mode): (T, H_kv*D) each, empty when not computed.
   struct BankRows {
-    std::vector<Buffer<S>> k, v;
+    std::vector<Buffer<S>> k, v;                    // per bank: post-RoPE keys, values (T, H_kv*D)
+    std::vector<Buffer<S>> k_raw;                   // per bank, cache position mode: pre-RoPE keys
+    std::vector<std::vector<double>> score, count;  // per reading layer, H2O: (T, H_kv)
   };
   // Scratch buffers of one forward call, sized for T rows.
   struct Workspace {
@@ -93,6 +106,8 @@ class Engine {
   // LCKV iterative encoding of cyclic block `index` over all T rows (reference/lckv.cpp).
   void run_cyclic_block(int index, S* x, const int* pos, int T, BankRows& rows, Workspace& ws);
   bool token_by_token(int T) const;
+  // After a prefill: budgets (uniform or SqueezeAttention) and the policies' first eviction.
+  void apply_prompt_budgets(int T);
   void emit_step(const char* phase, int tokens_in_step);
   void check_tokens(const int* tokens, int T) const;
 
@@ -107,6 +122,13 @@ class Engine {
   std::vector<CyclicBlock> blocks_;
   std::vector<std::vector<S>> exact_k_, exact_v_;  // per bank; empty when unknown
   std::vector<int> passes_run_;
+  PolicySpec policy_;
+  BudgetSpec budget_;
+  SqueezeSpec squeeze_spec_;
+  SqueezeResult squeeze_result_;
+  bool measure_importance_ = false;
+  bool in_prefill_ = false;
+  std::vector<double> cos_sum_, cos_count_;  // per layer: Σ_t cos(x_t, x_t + attn), tokens
   int pos_ = 0;
   int step_ = 0;
 };

@@ -61,6 +61,7 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
   for (pass = 1; pass <= max_passes; ++pass) {
     std::copy(input.begin(), input.end(), x);
     for (int l = blk.first; l <= blk.last; ++l) {
+      cos_sum_[l] = cos_count_[l] = 0;  // importance is measured on the last pass
       layer_forward(l, x, pos, T, /*batched=*/true, rows, &prev, ws);
     }
     // How far this pass moved each target's K/V; convergence looks at the largest relative move.

@@ -61,7 +61,8 @@ TEST(Lckv, EnoughPassesEqualTokenByTokenAndFewerPassesFixTheFirstTokens) {
       // The cache written by the last pass is the exact one.
       for (int b = 0; b < it.kv().num_banks(); ++b) {
         EXPECT_EQ(it.kv().positions(b), exact.kv().positions(b));
-        for (std::size_t i = 0; i < exact.kv().bank(b).cells.size() * it.kv().row_size(); ++i) {
+        for (std::size_t i = 0;
+             i < static_cast<std::size_t>(exact.kv().bank(b).held()) * it.kv().row_size(); ++i) {
           ASSERT_NEAR(it.kv().bank(b).k[i], exact.kv().bank(b).k[i], 1e-11) << spec;
           ASSERT_NEAR(it.kv().bank(b).v[i], exact.kv().bank(b).v[i], 1e-11) << spec;
         }

@@ -1,0 +1,50 @@
+// Sequence policies (techniques.md §5): which cells of one KV head a bank keeps when it must hold
+// at most B tokens. Pure functions over cell metadata, so each rule can be tested on hand-made
+// positions and scores.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kvlab::ref {
+
+// What a bank keeps between steps. `full` keeps everything (up to the context); `window` the B
+// most recent; `streaming` the first `sinks` tokens plus the B - sinks most recent (the budget
+// includes the sinks, as SqueezeAttention's LLaMA path counts them); `h2o` the `recent` most
+// recent plus the B - recent cells with the largest accumulated attention among the rest.
+enum class SequencePolicy { full, window, streaming, h2o };
+
+// Where keys get their rotary position (§5): `absolute` (post-RoPE keys at their original
+// positions) or `cache` (pre-RoPE keys, rotated by their slot in the bank at attention time).
+enum class PositionMode { absolute, cache };
+
+struct PolicySpec {
+  SequencePolicy kind = SequencePolicy::full;
+  int window = 0;           // window:W -> a budget of W tokens (0: take --budget)
+  int sinks = 4;            // streaming:S
+  int recent = -1;          // h2o:R (-1: B / 2)
+  bool norm_count = false;  // h2o,norm=count: scores divided by the rows that could see the cell
+  PositionMode positions = PositionMode::absolute;
+
+  // "full" | "window[:W]" | "streaming[:S]" | "h2o[:R][,norm=count]"; throws kvlab::Error.
+  static PolicySpec parse(const std::string& text);
+  std::string to_string() const;
+};
+
+// A bank's budget: tokens, or a fraction f of the prompt length N (B = floor(f · N)).
+struct BudgetSpec {
+  int tokens = 0;       // > 0: this many tokens
+  double fraction = 0;  // in (0, 1]: a fraction of the prompt
+  bool unset() const { return tokens == 0 && fraction == 0; }
+  int resolve(int prompt_tokens) const;  // throws kvlab::Error when it is below 1
+  // "128" (tokens) or "0.25" (fraction); throws kvlab::Error naming --budget.
+  static BudgetSpec parse(const std::string& text);
+};
+
+// The cells (indices into pos/score/count, ascending) that one KV head keeps under `policy` with
+// budget `budget`. pos (n) positions, score (n) accumulated attention, count (n) query rows that
+// could see each cell. Keeps everything when n <= budget.
+std::vector<int> select_cells(const PolicySpec& policy, int budget, const std::vector<int>& pos,
+                              const std::vector<double>& score, const std::vector<double>& count);
+
+}  // namespace kvlab::ref

@@ -1,0 +1,100 @@
+// kvlab squeeze, eval and sweep end to end (issue 5): JSON fields, the CSV, and a named error
+// for each class of bad input.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/cli/run_kvlab.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// One small checkpoint shared by the tests of this file (cla:2: 3 banks over 6 layers).
+const fs::path& model() {
+  static const fs::path dir = [] {
+    const fs::path d = fs::temp_directory_path() / ("kvlab_cli_eval_" + std::to_string(::getpid()));
+    fs::remove_all(d);
+    const RunResult r = run_kvlab("init --model stories15m --plan cla:2 --seed 3 -o " + d.string());
+    EXPECT_EQ(r.status, 0) << r.output;
+    return d;
+  }();
+  return dir;
+}
+
+void expect_rejected(const std::string& args, const std::string& fragment) {
+  const RunResult r = run_kvlab(args);
+  EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+  EXPECT_NE(r.output.find(fragment), std::string::npos)
+      << "kvlab " << args << "\n---\n"
+      << r.output << "---\nexpected: " << fragment;
+}
+
+}  // namespace
+
+TEST(CliSqueeze, JsonHasImportanceClustersAndBudgets) {
+  const RunResult r =
+      run_kvlab("squeeze --model " + model().string() +
+                " --prompt 'Once upon a time there was a robot.' --f0 0.5 --f3 0.2 --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j["importance"].size(), 6u);
+  ASSERT_EQ(j["cluster"].size(), 6u);
+  ASSERT_EQ(j["budget_tokens"].size(), 6u);
+  // Layers sharing a bank share its cluster and budget; the total keeps the uniform total.
+  for (int l = 0; l < 6; l += 2) {
+    EXPECT_EQ(j["cluster"][l], j["cluster"][l + 1]);
+    EXPECT_EQ(j["budget_tokens"][l], j["budget_tokens"][l + 1]);
+  }
+  EXPECT_LE(j["total_budget_tokens"].get<int>(), j["uniform_total_tokens"].get<int>());
+  EXPECT_GE(j["total_budget_tokens"].get<int>(), j["uniform_total_tokens"].get<int>() - 3);
+}
+
+TEST(CliEval, MqarJsonReportsAccuracyAndKvHeld) {
+  const RunResult r = run_kvlab("eval --model " + model().string() +
+                                " --task mqar --policy h2o --budget 0.5 --n 2 --length 60 --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["scored"], 16);  // 8 queries x 2 examples
+  EXPECT_GE(j["accuracy"].get<double>(), 0.0);
+  EXPECT_NEAR(j["kv_bytes_held"].get<double>() / j["kv_bytes_full"].get<double>(), 0.5, 0.02);
+}
+
+TEST(CliSweep, WritesCsvRowsForEveryPolicyAndBudget) {
+  const fs::path csv =
+      model().parent_path() / ("kvlab_sweep_" + std::to_string(::getpid()) + ".csv");
+  const RunResult r =
+      run_kvlab("sweep --model " + model().string() +
+                " --task passkey --policies window,streaming --budgets 0.5,1.0 --n 1"
+                " --length 100 --out " +
+                csv.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::ifstream in(csv);
+  std::string line;
+  int rows = 0;
+  while (std::getline(in, line)) ++rows;
+  EXPECT_EQ(rows, 5);  // header + 2 x 2
+  fs::remove(csv);
+}
+
+TEST(CliEvalErrors, NamedErrors) {
+  const std::string m = " --model " + model().string();
+  expect_rejected("eval" + m + " --task passkey --policy streaming:8 --budget 4",
+                  "--budget = 4 is invalid: must exceed the 8 sinks");
+  expect_rejected("eval" + m + " --task passkey --policy lru", "--policy = lru is invalid");
+  expect_rejected("eval" + m + " --task passkey --policy window --budget 1.5",
+                  "--budget = 1.5 is invalid: a fraction of the prompt must be in (0, 1]");
+  expect_rejected("eval" + m + " --task passkey --policy window --budget 0.0", "--budget = 0.0");
+  expect_rejected("eval" + m + " --task passkey --length 5000", "--length = 5000 is invalid");
+  expect_rejected("eval" + m + " --task chess", "--task = chess is invalid");
+  expect_rejected("eval" + m + " --task passkey --policy window --squeeze 0.9,0.05",
+                  "--f0/--f3 = ");
+  expect_rejected("eval" + m + " --task passkey --policy window --squeeze 0.1,0.9",
+                  "outside [0, 1]");
+  expect_rejected("eval" + m + " --task passkey --squeeze 0.4,0.1",
+                  "SqueezeAttention budgets need an evicting policy");
+  expect_rejected("squeeze" + m + " --prompt hi --f0 0.5", "give exactly one of --f3 and --p");
+  expect_rejected("squeeze" + m + " --prompt hi --f0 1.5 --f3 0.1", "--f0 = 1.5");
+}

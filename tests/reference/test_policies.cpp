@@ -1,0 +1,286 @@
+// Sequence policies and SqueezeAttention (issue 5, techniques.md §5–§6): exactly which cells each
+// policy keeps on hand-made patterns, per KV head; H2O scoring; both position modes; budgets.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "core/error.hpp"
+#include "reference/engine.hpp"
+#include "reference/policies.hpp"
+#include "reference/squeeze.hpp"
+#include "tests/reference/tiny_model.hpp"
+
+using namespace kvlab;
+using namespace kvlab::ref;
+
+namespace {
+
+std::vector<int> kept_positions(const PolicySpec& p, int budget, const std::vector<int>& pos,
+                                const std::vector<double>& score,
+                                const std::vector<double>& count = {}) {
+  const std::vector<double> c = count.empty() ? std::vector<double>(pos.size(), 1.0) : count;
+  std::vector<int> out;
+  for (int i : select_cells(p, budget, pos, score, c)) out.push_back(pos[i]);
+  return out;
+}
+
+std::vector<int> iota(int n) {
+  std::vector<int> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+std::vector<int> tokens(int n) {
+  std::vector<int> t(n);
+  for (int i = 0; i < n; ++i) t[i] = (3 + i * 7 + i * i) % 37;
+  return t;
+}
+
+EngineOptions with_policy(const std::string& policy, const std::string& budget = "") {
+  EngineOptions o;
+  o.policy = PolicySpec::parse(policy);
+  if (!budget.empty()) o.budget = BudgetSpec::parse(budget);
+  return o;
+}
+
+}  // namespace
+
+TEST(Policies, WindowKeepsTheMostRecent) {
+  const std::vector<double> zero(10, 0.0);
+  EXPECT_EQ(kept_positions(PolicySpec::parse("window"), 4, iota(10), zero),
+            (std::vector<int>{6, 7, 8, 9}));
+  EXPECT_EQ(kept_positions(PolicySpec::parse("window"), 12, iota(10), zero), iota(10));
+}
+
+TEST(Policies, StreamingKeepsSinksAndRecentInsideTheBudget) {
+  const std::vector<double> zero(10, 0.0);
+  EXPECT_EQ(kept_positions(PolicySpec::parse("streaming:2"), 5, iota(10), zero),
+            (std::vector<int>{0, 1, 7, 8, 9}));
+  // Default 4 sinks.
+  EXPECT_EQ(kept_positions(PolicySpec::parse("streaming"), 6, iota(10), zero),
+            (std::vector<int>{0, 1, 2, 3, 8, 9}));
+}
+
+TEST(Policies, H2oKeepsRecentAndHeavyHitters) {
+  //                         pos: 0    1    2    3    4    5    6    7
+  const std::vector<double> score = {5.0, 0.1, 3.0, 0.2, 4.0, 0.0, 0.0, 0.0};
+  // Budget 4, R = 2 recent (6, 7), then the two heaviest among 0..5: 0 (5.0) and 4 (4.0).
+  EXPECT_EQ(kept_positions(PolicySpec::parse("h2o:2"), 4, iota(8), score),
+            (std::vector<int>{0, 4, 6, 7}));
+  // Default R = B / 2.
+  EXPECT_EQ(kept_positions(PolicySpec::parse("h2o"), 4, iota(8), score),
+            (std::vector<int>{0, 4, 6, 7}));
+  // norm=count: 0 was seen by 10 rows (mean 0.5), 2 by 2 rows (mean 1.5), 4 by 8 (0.5).
+  const std::vector<double> count = {10, 1, 2, 1, 8, 1, 1, 1};
+  EXPECT_EQ(kept_positions(PolicySpec::parse("h2o:2,norm=count"), 4, iota(8), score, count),
+            (std::vector<int>{0, 2, 6, 7}));  // 2 (1.5) then 0 and 4 tie at 0.5: the older wins
+}
+
+TEST(Policies, ParseErrorsNameTheField) {
+  EXPECT_THROW(PolicySpec::parse("lru"), Error);
+  EXPECT_THROW(PolicySpec::parse("window:0"), Error);
+  EXPECT_THROW(PolicySpec::parse("full:3"), Error);
+  EXPECT_THROW(PolicySpec::parse("window,norm=count"), Error);
+  EXPECT_THROW(BudgetSpec::parse("1.5"), Error);
+  EXPECT_THROW(BudgetSpec::parse("0.0"), Error);
+  EXPECT_THROW(BudgetSpec::parse("-3"), Error);
+  EXPECT_EQ(BudgetSpec::parse("0.25").resolve(40), 10);
+  EXPECT_EQ(BudgetSpec::parse("0.3").resolve(10), 3);
+  EXPECT_EQ(BudgetSpec::parse("17").resolve(40), 17);
+  try {
+    BudgetSpec::parse("0.01").resolve(40);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--budget"), std::string::npos);
+  }
+}
+
+TEST(KvStorePolicies, H2oSelectsPerKvHead) {
+  ModelConfig c = tiny_config(1);  // 6 query heads, 2 KV heads
+  KvStore<double> store(KvPlan::parse("standard", 1), c, 16, PolicySpec::parse("h2o:1"));
+  const int row = store.row_size();
+  std::vector<double> k(6 * row), v(6 * row);
+  for (std::size_t i = 0; i < k.size(); ++i) k[i] = v[i] = static_cast<double>(i);
+  const std::vector<int> pos = iota(6);
+  store.append(0, k.data(), v.data(), pos.data(), 6);
+  // One query row at position 5; heads 0-2 read KV head 0 and favour cell 1, heads 3-5 read KV
+  // head 1 and favour cell 3.
+  std::vector<double> probs(6 * 6, 0.0);
+  for (int h = 0; h < 6; ++h) probs[h * 6 + (h < 3 ? 1 : 3)] = 1.0;
+  const int q = 5;
+  store.add_scores(0, probs.data(), &q, AttentionSet{}, 6, 1, 6);
+  store.set_budget(0, 2);
+  store.apply_policy(0);
+  EXPECT_EQ(store.positions(0, 0), (std::vector<int>{1, 5}));
+  EXPECT_EQ(store.positions(0, 1), (std::vector<int>{3, 5}));
+  // The K/V rows moved with their cells: head 1's first kept row is cell 3's.
+  const int D = c.head_dim;
+  EXPECT_EQ(store.bank(0).k[0], k[1 * row]);
+  EXPECT_EQ(store.bank(0).k[D], k[3 * row + D]);
+  EXPECT_EQ(store.bank(0).evicted_in_step, 4);
+  EXPECT_EQ(store.bank(0).capacity, 3);  // budget + 1: the next step's token
+}
+
+TEST(EnginePolicies, BudgetOfTheWholeContextReproducesFullBitForBit) {
+  const ModelConfig c = tiny_config();
+  for (const std::string plan : {"standard", "cla:2", "lckv:2"}) {
+    const auto w = init_random<double>(c, KvPlan::parse(plan, 6), 3);
+    Engine<double> full(w);
+    for (const std::string policy : {"window", "streaming:2", "h2o", "h2o:3,norm=count"}) {
+      Engine<double> e(w, with_policy(policy, "64"));
+      EXPECT_EQ(full.prefill(tokens(12), true), e.prefill(tokens(12), true)) << plan << policy;
+      for (int t = 0; t < 5; ++t) EXPECT_EQ(full.decode(t + 1), e.decode(t + 1)) << policy;
+    }
+  }
+}
+
+TEST(EnginePolicies, PositionModesAgreeUntilSomethingIsEvicted) {
+  const ModelConfig c = tiny_config();
+  const auto w = init_random<double>(c, KvPlan::parse("cla:2", 6), 4);
+  EngineOptions abs_o = with_policy("streaming:2", "64"), cache_o = abs_o;
+  cache_o.policy.positions = PositionMode::cache;
+  Engine<double> a(w, abs_o), b(w, cache_o);
+  auto la = a.prefill(tokens(10), true), lb = b.prefill(tokens(10), true);
+  for (std::size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(la[i], lb[i], 1e-12);
+  for (int t = 0; t < 4; ++t) {
+    la = a.decode(t);
+    lb = b.decode(t);
+    for (std::size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(la[i], lb[i], 1e-12);
+  }
+  // With eviction the modes differ (cache mode re-rotates keys by slot).
+  EngineOptions abs6 = with_policy("streaming:2", "6"), cache6 = abs6;
+  cache6.policy.positions = PositionMode::cache;
+  Engine<double> a6(w, abs6), b6(w, cache6);
+  a6.prefill(tokens(10));
+  b6.prefill(tokens(10));
+  const auto x = a6.decode(1), y = b6.decode(1);
+  double diff = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) diff = std::max(diff, std::abs(x[i] - y[i]));
+  EXPECT_GT(diff, 1e-9);
+}
+
+TEST(EnginePolicies, BanksHoldTheBudgetAfterPrefillAndEveryStep) {
+  const ModelConfig c = tiny_config();
+  const auto w = init_random<double>(c, KvPlan::parse("cla:2", 6), 5);
+  for (const std::string policy : {"window", "streaming:2", "h2o"}) {
+    Engine<double> e(w, with_policy(policy, "0.5"));
+    RecordingObserver rec;
+    e.add_observer(&rec);
+    e.prefill(tokens(12));
+    for (int b = 0; b < e.kv().num_banks(); ++b) EXPECT_EQ(e.kv().bank(b).held(), 6) << policy;
+    EXPECT_EQ(rec.kv_steps[0].evicted, 6);
+    for (int t = 0; t < 5; ++t) {
+      e.decode(t);
+      for (int b = 0; b < e.kv().num_banks(); ++b) {
+        EXPECT_EQ(e.kv().bank(b).held(), 6);
+        EXPECT_EQ(e.kv().bank(b).evicted_in_step, 1);
+      }
+    }
+    EXPECT_EQ(e.kv().bytes_held(), 3 * 6 * e.kv().bytes_per_cell());
+    if (policy == "streaming:2")
+      EXPECT_EQ(e.kv().positions(0), (std::vector<int>{0, 1, 13, 14, 15, 16}));
+    if (policy == "window")
+      EXPECT_EQ(e.kv().positions(0), (std::vector<int>{11, 12, 13, 14, 15, 16}));
+  }
+}
+
+TEST(EnginePolicies, H2oEvictedTokensGetNoFurtherScore) {
+  const ModelConfig c = tiny_config();
+  const auto w = init_random<double>(c, KvPlan::parse("standard", 6), 6);
+  Engine<double> e(w, with_policy("h2o:2", "5"));
+  e.prefill(tokens(12));
+  std::set<int> evicted;
+  std::vector<std::vector<int>> before(2);
+  for (int t = 0; t < 8; ++t) {
+    const auto& bank = e.kv().bank(0);
+    std::map<int, double> score_before;
+    for (int s = 0; s < bank.held(); ++s) score_before[bank.pos[s * 2]] = bank.score[s * 2];
+    e.decode(t % 37);
+    const auto now = e.kv().positions(0, 0);
+    for (auto [p, sc] : score_before) {
+      if (std::find(now.begin(), now.end(), p) == now.end()) evicted.insert(p);
+    }
+    for (int s = 0; s < e.kv().bank(0).held(); ++s) {
+      const int p = e.kv().bank(0).pos[s * 2];
+      EXPECT_EQ(evicted.count(p), 0u) << "an evicted token came back";
+      if (score_before.count(p)) EXPECT_GE(e.kv().bank(0).score[s * 2], score_before[p]);
+    }
+  }
+  EXPECT_GE(evicted.size(), 8u);
+}
+
+TEST(Squeeze, KmeansIsOptimalAndSortedByCentre) {
+  EXPECT_EQ(kmeans3_1d({0.9, 0.1, 0.5, 0.52, 0.11, 0.95}), (std::vector<int>{3, 1, 2, 2, 1, 3}));
+  EXPECT_EQ(kmeans3_1d({0.5, 0.5, 0.5}), (std::vector<int>{1, 1, 1}));
+  EXPECT_EQ(kmeans3_1d({0.2, 0.8}), (std::vector<int>{1, 3}));
+}
+
+TEST(Squeeze, BudgetsKeepTheUniformTotal) {
+  SqueezeSpec s;
+  s.enabled = true;
+  s.f0 = 0.4;
+  s.f3 = 0.1;
+  const std::vector<double> imp = {0.5, 0.6, 0.95, 0.97, 0.7, 0.96, 0.55, 0.99};
+  const auto r = squeeze_budgets(imp, s, 100);
+  EXPECT_EQ(r.cluster, (std::vector<int>{1, 1, 3, 3, 2, 3, 1, 3}));
+  EXPECT_NEAR(r.a, (8 * 0.4 - 4 * 0.1) / 4, 1e-12);
+  const int total = std::accumulate(r.budget.begin(), r.budget.end(), 0);
+  EXPECT_LE(total, 8 * 40);
+  EXPECT_GE(total, 8 * 40 - 8);  // up to the floor of each bank
+  s.f3 = 0.4;                    // f3 = f0: uniform
+  for (int b : squeeze_budgets(imp, s, 100).budget) EXPECT_EQ(b, 40);
+  s.f0 = 0.9;
+  s.f3 = 0.1;  // a = (8·0.9 − 4·0.1)/4 = 1.7 > 1
+  EXPECT_THROW(squeeze_budgets(imp, s, 100), Error);
+  s.f0 = 0.1;
+  s.f3 = 0.9;  // a < 0
+  EXPECT_THROW(squeeze_budgets(imp, s, 100), Error);
+}
+
+TEST(Squeeze, EqualFractionsReproduceTheUniformRunExactly) {
+  const ModelConfig c = tiny_config();
+  const auto w = init_random<double>(c, KvPlan::parse("standard", 6), 8);
+  EngineOptions uni = with_policy("streaming:2", "0.5"), sq = with_policy("streaming:2");
+  sq.squeeze.enabled = true;
+  sq.squeeze.f0 = 0.5;
+  sq.squeeze.f3 = 0.5;
+  Engine<double> a(w, uni), b(w, sq);
+  EXPECT_EQ(a.prefill(tokens(14), true), b.prefill(tokens(14), true));
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(a.decode(t), b.decode(t));
+  EXPECT_EQ(b.squeeze().budget, std::vector<int>(6, 7));
+  EXPECT_EQ(b.squeeze().layer_importance.size(), 6u);
+  for (double s : b.squeeze().layer_importance) EXPECT_TRUE(s > -1 && s <= 1) << s;
+}
+
+TEST(Squeeze, SharedBanksTakeTheMostImportantReader) {
+  const ModelConfig c = tiny_config();
+  const auto w = init_random<double>(c, KvPlan::parse("cla:2", 6), 9);
+  EngineOptions o = with_policy("window");
+  o.squeeze.enabled = true;
+  o.squeeze.f0 = 0.5;
+  o.squeeze.p = 0.4;
+  Engine<double> e(w, o);
+  e.prefill(tokens(20));
+  const auto& r = e.squeeze();
+  ASSERT_EQ(r.bank_importance.size(), 3u);
+  for (int b = 0; b < 3; ++b) {
+    EXPECT_EQ(r.bank_importance[b],
+              std::min(r.layer_importance[2 * b], r.layer_importance[2 * b + 1]));
+    EXPECT_EQ(e.kv().bank(b).held(), r.budget[b]);
+  }
+}
+
+TEST(EnginePolicies, BadInputIsNamed) {
+  const auto w = init_random<double>(tiny_config(), KvPlan::parse("standard", 6), 1);
+  EXPECT_THROW(Engine<double>(w, with_policy("streaming:4", "3")), Error);  // budget < sinks
+  EngineOptions o = with_policy("full");
+  o.squeeze.enabled = true;
+  o.squeeze.f0 = 0.5;
+  o.squeeze.f3 = 0.2;
+  EXPECT_THROW(Engine<double>(w, o), Error);  // squeeze needs an evicting policy
+  o.policy = PolicySpec::parse("window");
+  o.squeeze.f3 = 1.5;
+  EXPECT_THROW(Engine<double>(w, o), Error);
+}
