@@ -13,6 +13,8 @@ namespace kvlab::cli {
 namespace {
 
 struct GenerateOptions {
+  std::string policy = "full", budget, positions = "absolute";
+  bool h2o_scores = false;
   ScheduleFlags schedule;
   std::string tokenizer;
   std::string model, prompt, plan, telemetry;
@@ -44,12 +46,23 @@ void run_generate(const GenerateOptions& o) {
   eo.threads = o.threads;
   eo.context = o.context;
   eo.schedule = to_schedule(o.schedule);
+  eo.policy = ref::PolicySpec::parse(o.policy);
+  if (o.positions == "cache") {
+    eo.policy.positions = ref::PositionMode::cache;
+  } else if (o.positions != "absolute") {
+    fail("--positions", o.positions, "must be absolute or cache");
+  }
+  if (!o.budget.empty()) eo.budget = ref::BudgetSpec::parse(o.budget);
+  if (o.h2o_scores && o.telemetry.empty()) {
+    fail("--h2o-scores", "true", "needs --telemetry FILE to write the scores to");
+  }
   eo.plan = plan_option(o.plan, m.weights.config.num_hidden_layers);
   ref::Engine<float> engine(m.weights, eo);
   std::unique_ptr<JsonlObserver> tele;
   if (!o.telemetry.empty()) {
     tele = std::make_unique<JsonlObserver>(o.telemetry);
     engine.add_observer(tele.get());
+    engine.emit_h2o_scores(o.h2o_scores);
   }
   const std::vector<int> prompt = m.tokenizer->encode(o.prompt, /*add_bos=*/true);
   ref::Sampler sampler(o.temperature, o.top_p, static_cast<std::uint64_t>(o.seed));
@@ -122,6 +135,14 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--telemetry", o->telemetry, "Write telemetry events as JSON lines");
   cmd->add_option("--threads", o->threads, "CPU threads")->capture_default_str();
   cmd->add_option("--context", o->context, "Max sequence length (default: the model's)");
+  cmd->add_option("--policy", o->policy,
+                  "What each KV bank keeps: full, window[:W], streaming[:S], "
+                  "h2o[:R][,norm=count]")
+      ->capture_default_str();
+  cmd->add_option("--budget", o->budget, "Tokens per bank, or a fraction of the prompt");
+  cmd->add_option("--positions", o->positions, "Key positions: absolute or cache")
+      ->capture_default_str();
+  cmd->add_flag("--h2o-scores", o->h2o_scores, "Write H2O scores per bank and head to --telemetry");
   add_schedule_options(cmd, o->schedule);
   cmd->callback([o] { run_generate(*o); });
 }

@@ -91,6 +91,14 @@ void JsonlObserver::on_squeeze(const SqueezeEvent& e) {
   out_ << j.dump() << '\n';
 }
 
+void JsonlObserver::on_h2o_scores(const H2oScoresEvent& e) {
+  const nlohmann::json j = {
+      {"event", "h2o_scores"},    {"step", e.step},     {"bank", e.bank},    {"kv_head", e.kv_head},
+      {"positions", e.positions}, {"scores", e.scores}, {"counts", e.counts}};
+  std::lock_guard<std::mutex> lock(mu_);
+  out_ << j.dump() << '\n';
+}
+
 void JsonlObserver::close() {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return;

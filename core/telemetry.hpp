@@ -64,6 +64,17 @@ struct SqueezeEvent {
   double a = 0;                          // the fraction of clusters 1 and 2
 };
 
+// H2O scores, on request (Engine::emit_h2o_scores): after each step, one event per evicting H2O
+// bank and KV head: the positions the head holds and their accumulated scores.
+struct H2oScoresEvent {
+  int step = 0;
+  int bank = 0;  // the KV layer
+  int kv_head = 0;
+  std::vector<int> positions;
+  std::vector<double> scores;
+  std::vector<double> counts;  // query rows that could see each cell (norm=count divides by it)
+};
+
 class Observer {
  public:
   virtual ~Observer() = default;
@@ -71,6 +82,7 @@ class Observer {
   virtual void on_step_summary(const StepSummaryEvent&) {}
   virtual void on_prefill_pass(const PrefillPassEvent&) {}
   virtual void on_squeeze(const SqueezeEvent&) {}
+  virtual void on_h2o_scores(const H2oScoresEvent&) {}
 };
 
 // Fans events out to any number of observers; engines hold one of these.
@@ -99,6 +111,7 @@ class JsonlObserver : public Observer {
   void on_step_summary(const StepSummaryEvent& e) override;
   void on_prefill_pass(const PrefillPassEvent& e) override;
   void on_squeeze(const SqueezeEvent& e) override;
+  void on_h2o_scores(const H2oScoresEvent& e) override;
   // Flushes and moves the file into place (written to a temporary file until then).
   void close();
 
@@ -116,6 +129,8 @@ class RecordingObserver : public Observer {
   void on_step_summary(const StepSummaryEvent& e) override { summaries.push_back(e); }
   void on_prefill_pass(const PrefillPassEvent& e) override { passes.push_back(e); }
   void on_squeeze(const SqueezeEvent& e) override { squeezes.push_back(e); }
+  void on_h2o_scores(const H2oScoresEvent& e) override { h2o_scores.push_back(e); }
+  std::vector<H2oScoresEvent> h2o_scores;
   std::vector<SqueezeEvent> squeezes;
   std::vector<KvStepEvent> kv_steps;
   std::vector<StepSummaryEvent> summaries;

@@ -419,6 +419,22 @@ void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
     e.evicted = kv_.bank(b).evicted_in_step;
     observers_.emit(e, &Observer::on_kv_step);
   }
+  for (int b = 0; b < kv_.num_banks() && emit_h2o_scores_; ++b) {
+    const KvBank<S>& bank = kv_.bank(b);
+    if (!bank.evicts() || bank.policy.kind != SequencePolicy::h2o) continue;
+    for (int g = 0; g < kv_.kv_heads(); ++g) {
+      H2oScoresEvent e;
+      e.step = step_;
+      e.bank = bank.kv_layer;
+      e.kv_head = g;
+      e.positions = kv_.positions(b, g);
+      for (int c = 0; c < bank.held(); ++c) {
+        e.scores.push_back(bank.score[static_cast<long>(c) * kv_.kv_heads() + g]);
+        e.counts.push_back(bank.count[static_cast<long>(c) * kv_.kv_heads() + g]);
+      }
+      observers_.emit(e, &Observer::on_h2o_scores);
+    }
+  }
   StepSummaryEvent s;
   s.step = step_;
   s.phase = phase;

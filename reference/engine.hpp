@@ -74,6 +74,8 @@ class Engine {
   // or measure_importance(true) was called.
   std::vector<double> layer_importance() const;
   void measure_importance(bool on) { measure_importance_ = on; }
+  // Emit H2oScoresEvent after each step for every H2O bank (telemetry on request).
+  void emit_h2o_scores(bool on) { emit_h2o_scores_ = on; }
 
   // Passes the last prefill ran per cyclic block (empty for plans without upward edges or a
   // token-by-token prefill).
@@ -127,6 +129,7 @@ class Engine {
   SqueezeSpec squeeze_spec_;
   SqueezeResult squeeze_result_;
   bool measure_importance_ = false;
+  bool emit_h2o_scores_ = false;
   bool in_prefill_ = false;
   std::vector<double> cos_sum_, cos_count_;  // per layer: Σ_t cos(x_t, x_t + attn), tokens
   int pos_ = 0;

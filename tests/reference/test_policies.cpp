@@ -284,3 +284,24 @@ TEST(EnginePolicies, BadInputIsNamed) {
   o.squeeze.f3 = 1.5;
   EXPECT_THROW(Engine<double>(w, o), Error);
 }
+
+TEST(EnginePolicies, H2oScoresOnRequest) {
+  const ModelConfig c = tiny_config();
+  const auto w = init_random<double>(c, KvPlan::parse("cla:2", 6), 7);
+  Engine<double> e(w, with_policy("h2o", "6"));
+  RecordingObserver rec;
+  e.add_observer(&rec);
+  e.prefill(tokens(10));
+  EXPECT_TRUE(rec.h2o_scores.empty());  // off by default
+  e.emit_h2o_scores(true);
+  e.decode(3);
+  ASSERT_EQ(rec.h2o_scores.size(), 3u * 2u);  // 3 banks x 2 KV heads
+  for (const auto& ev : rec.h2o_scores) {
+    EXPECT_EQ(ev.positions.size(), 6u);
+    EXPECT_EQ(ev.scores.size(), 6u);
+    EXPECT_EQ(ev.positions, e.kv().positions(e.kv().bank_of_layer(ev.bank), ev.kv_head));
+    double total = 0;
+    for (double s : ev.scores) total += s;
+    EXPECT_GT(total, 0.0);
+  }
+}
