@@ -98,3 +98,28 @@ TEST(CliEvalErrors, NamedErrors) {
   expect_rejected("squeeze" + m + " --prompt hi --f0 0.5", "give exactly one of --f3 and --p");
   expect_rejected("squeeze" + m + " --prompt hi --f0 1.5 --f3 0.1", "--f0 = 1.5");
 }
+
+TEST(CliGenerate, PolicyAndH2oScoresTelemetry) {
+  const fs::path tele =
+      model().parent_path() / ("kvlab_h2o_" + std::to_string(::getpid()) + ".jsonl");
+  const RunResult r = run_kvlab("generate --model " + model().string() +
+                                " --prompt 'Once upon a time' --max-new 3 --policy h2o --budget 0.5"
+                                " --telemetry " +
+                                tele.string() + " --h2o-scores");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::ifstream in(tele);
+  int scores = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["event"] == "h2o_scores") {
+      ++scores;
+      EXPECT_EQ(j["positions"].size(), 8u);  // floor(0.5 x 17 prompt tokens)
+    }
+  }
+  EXPECT_EQ(scores, 3 * 3 * 6);  // 3 steps x 3 banks x 6 KV heads
+  fs::remove(tele);
+  expect_rejected("generate --model " + model().string() + " --prompt hi --h2o-scores",
+                  "--h2o-scores = true is invalid: needs --telemetry");
+  expect_rejected("generate --model " + model().string() + " --prompt hi --positions rope",
+                  "--positions = rope");
+}
