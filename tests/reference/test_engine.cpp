@@ -5,9 +5,13 @@
 
 #include <cmath>
 
+#include <filesystem>
+#include <fstream>
 #include "core/accounting.hpp"
 #include "core/error.hpp"
+
 #include "reference/attention.hpp"
+#include "reference/checkpoint.hpp"
 #include "reference/engine.hpp"
 #include "reference/ops.hpp"
 #include "tests/reference/tiny_model.hpp"
@@ -226,4 +230,25 @@ TEST(Weights, CheckRejectsNaN) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("model.layers.3.mlp.down_proj.weight"), std::string::npos);
   }
+}
+
+TEST(Checkpoint, EitherRopePairingLoadsToTheSameLogits) {
+  // The same weights written with W_Q/W_K rows in interleaved pairing (Meta / llama2.c) and in
+  // Hugging Face's half pairing load to the same model.
+  const ModelConfig c = tiny_config();
+  const auto w = init_random<float>(c, KvPlan::parse("cla:2", 6), 12);
+  const auto base =
+      std::filesystem::temp_directory_path() / ("kvlab_rope_" + std::to_string(::getpid()));
+  save_checkpoint((base / "half").string(), w);
+  save_checkpoint_interleaved((base / "inter").string(), w);
+  const auto a = load_checkpoint<double>((base / "half").string());
+  const auto b = load_checkpoint<double>((base / "inter").string());
+  const auto la = Engine<double>(a).prefill(tokens(9), true);
+  const auto lb = Engine<double>(b).prefill(tokens(9), true);
+  EXPECT_LT(max_rel_diff(lb, la), 1e-14);
+  // The stored rows really differ (the permutation is not the identity).
+  EXPECT_NE(rope_rows_interleaved_to_half(a.layers[0].wq, c.num_attention_heads, c.head_dim,
+                                          c.hidden_size, /*inverse=*/true),
+            a.layers[0].wq);
+  std::filesystem::remove_all(base);
 }
