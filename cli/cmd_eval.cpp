@@ -79,7 +79,7 @@ EvalResult run_eval(LoadedModel<float>& m, const EvalSetup& o) {
   } else {
     for (int i = 0; i < o.n; ++i) {
       if (o.task == "passkey") {
-        examples.push_back(ref::make_passkey(length, o.seed + i));
+        examples.push_back(ref::make_passkey(length, o.seed + i, *m.tokenizer));
       } else if (o.task == "mqar") {
         examples.push_back(ref::make_mqar(length, o.pairs, o.queries, c.vocab_size, o.seed + i));
       } else {

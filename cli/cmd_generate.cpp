@@ -104,20 +104,6 @@ void run_generate(const GenerateOptions& o) {
 
 }  // namespace
 
-std::string printable(const std::string& bytes) {
-  std::string out;
-  for (unsigned char ch : bytes) {
-    if (ch < 0x20 && ch != '\n' && ch != '\t') {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
-      out += buf;
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  return out;
-}
-
 void add_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateOptions>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a checkpoint under a KV plan");

@@ -55,9 +55,9 @@ ModelConfig config_for(const PlanOptions& o) {
   if (o.kv_heads != 0) {
     if (o.kv_heads < 1) fail("--kv-heads", std::to_string(o.kv_heads), "must be >= 1");
     if (c.num_attention_heads % o.kv_heads != 0) {
-      fail("--kv-heads", std::to_string(o.kv_heads),
-           "must divide the model's num_attention_heads = " +
-               std::to_string(c.num_attention_heads));
+      fail(
+          "--kv-heads", std::to_string(o.kv_heads),
+          "must divide the model's num_attention_heads = " + std::to_string(c.num_attention_heads));
     }
     c.num_key_value_heads = o.kv_heads;
   }
@@ -173,9 +173,10 @@ void run_plan(const PlanOptions& o) {
       std::printf("prefill       a %d-token prompt is encoded token by token (<= m + b = %d)\n",
                   o.prompt, sched.m + sched.b);
     } else {
-      std::printf("prefill       %d passes over each cyclic block for a %d-token prompt (m = %d, "
-                  "b = %d)\n",
-                  sched.passes, o.prompt, sched.m, sched.b);
+      std::printf(
+          "prefill       %d passes over each cyclic block for a %d-token prompt (m = %d, "
+          "b = %d)\n",
+          sched.passes, o.prompt, sched.m, sched.b);
     }
   }
   std::printf("\n layer  reads  KV layer  upward  sliding  block  read by\n");
@@ -212,9 +213,11 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--model", o->model, "Model preset (e.g. tinyllama-1.1b) or checkpoint dir");
   cmd->add_option("--config", o->config, "A Hugging Face config.json");
   cmd->add_option("--layers", o->layers, "Number of layers of a synthetic shape");
-  cmd->add_option("--kv-heads", o->kv_heads, "KV heads H_kv (default: the model's; 1 with --layers)");
+  cmd->add_option("--kv-heads", o->kv_heads,
+                  "KV heads H_kv (default: the model's; 1 with --layers)");
   cmd->add_option("--head-dim", o->head_dim, "Head dim D with --layers (default 128)");
-  cmd->add_option("--dtype", o->dtype, "KV dtype: f32, f16, bf16, fp8, int8")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "KV dtype: f32, f16, bf16, fp8, int8")
+      ->capture_default_str();
   cmd->add_option("--prompt", o->prompt, "Prompt length for the pass schedule and sequence bytes")
       ->capture_default_str();
   cmd->add_option("--m", o->m, "LCKV passes m (first passes)")->capture_default_str();

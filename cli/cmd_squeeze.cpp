@@ -24,25 +24,11 @@ struct SqueezeOptions {
 void run_squeeze(const SqueezeOptions& o) {
   auto m = load_model<float>(o.model);
   const ModelConfig& c = m.weights.config;
-  const int sources = !o.prompt.empty() + !o.tokens.empty() + !o.text_file.empty();
-  if (sources != 1) {
-    fail("--prompt/--tokens/--text-file", sources ? "(several)" : "(none)", "give exactly one");
-  }
   if ((o.f3 >= 0) == (o.p >= 0)) {
     fail("--f3/--p", o.f3 >= 0 ? "(both)" : "(none)", "give exactly one of --f3 and --p");
   }
-  std::vector<int> toks;
-  if (!o.tokens.empty()) {
-    toks = parse_token_list(o.tokens, c.vocab_size);
-  } else if (!o.text_file.empty()) {
-    std::ifstream in(o.text_file, std::ios::binary);
-    if (!in) fail("--text-file", o.text_file, "cannot open the file for reading");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    toks = m.tokenizer->encode(ss.str(), true);
-  } else {
-    toks = m.tokenizer->encode(o.prompt, true);
-  }
+  const std::vector<int> toks =
+      prompt_tokens(*m.tokenizer, m.weights.config.vocab_size, o.prompt, o.tokens, o.text_file);
   ref::EngineOptions eo;
   eo.threads = o.threads;
   eo.plan = plan_option(o.plan, c.num_hidden_layers);

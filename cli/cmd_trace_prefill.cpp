@@ -25,22 +25,9 @@ template <typename S>
 void trace_as(const TraceOptions& o) {
   auto m = load_model<S>(o.model, o.tokenizer);
   const ModelConfig& c = m.weights.config;
-  std::vector<int> toks;
-  const int sources = !o.prompt.empty() + !o.tokens.empty() + !o.text_file.empty();
-  if (sources != 1) {
-    fail("--prompt/--tokens/--text-file", sources ? "(several)" : "(none)", "give exactly one");
-  }
-  if (!o.tokens.empty()) {
-    toks = parse_token_list(o.tokens, c.vocab_size);
-  } else if (!o.text_file.empty()) {
-    std::ifstream in(o.text_file, std::ios::binary);
-    if (!in) fail("--text-file", o.text_file, "cannot open the file for reading");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    toks = m.tokenizer->encode(ss.str(), true);
-  } else {
-    toks = m.tokenizer->encode(o.prompt, true);
-  }
+
+  const std::vector<int> toks =
+      prompt_tokens(*m.tokenizer, m.weights.config.vocab_size, o.prompt, o.tokens, o.text_file);
   const int T = static_cast<int>(toks.size());
   if (o.schedule.token_by_token) {
     fail("--token-by-token", "true",

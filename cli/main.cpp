@@ -8,7 +8,8 @@
 #include "core/error.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{"kvlab: a testbed for cross-layer KV-cache techniques (CLA, LCKV, SqueezeAttention)"};
+  CLI::App app{
+      "kvlab: a testbed for cross-layer KV-cache techniques (CLA, LCKV, SqueezeAttention)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "kvlab 0.1.0");
   kvlab::cli::add_demo_command(app);

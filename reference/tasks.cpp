@@ -8,39 +8,37 @@
 #include "core/tokenizer.hpp"
 
 namespace kvlab::ref {
-namespace {
-
-std::vector<int> bytes(const std::string& s) {
-  return ByteTokenizer().encode(s, /*add_bos=*/false);
-}
-
-}  // namespace
-
-TaskExample make_passkey(int length, std::uint64_t seed) {
+TaskExample make_passkey(int length, std::uint64_t seed, const Tokenizer& tok) {
   std::mt19937_64 rng(seed);
   const int key = 10000 + static_cast<int>(rng() % 90000);  // five digits
   const std::string k = std::to_string(key);
-  const std::string needle = " The pass key is " + k + ". Remember it. " + k + " is the pass key.";
-  const std::string filler =
-      " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
+  const std::vector<int> needle =
+      tok.encode(" The pass key is " + k + ". Remember it. " + k + " is the pass key.", false);
   const int room = length - 1 - static_cast<int>(needle.size());
   if (room < 0) {
     fail("--length", std::to_string(length),
          "a passkey context needs at least " + std::to_string(needle.size() + 1) + " tokens");
   }
+  const std::string sentence =
+      " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
   std::string text;
-  while (static_cast<int>(text.size()) < room) text += filler;
-  text.resize(room);
-  const std::size_t depth = room ? rng() % (room + 1) : 0;
-  text.insert(depth, needle);
+  std::vector<int> filler;
+  while (static_cast<int>(filler.size()) < room) {
+    text += sentence;
+    filler = tok.encode(text, false);
+  }
+  filler.resize(room);
+  const long depth = room ? static_cast<long>(rng() % (room + 1)) : 0;
   TaskExample ex;
-  ex.context = {ByteTokenizer::kBos};
-  for (int t : bytes(text)) ex.context.push_back(t);
-  const std::vector<int> question = bytes(" What is the pass key? The pass key is ");
+  ex.context = {tok.bos_id()};
+  ex.context.insert(ex.context.end(), filler.begin(), filler.begin() + depth);
+  ex.context.insert(ex.context.end(), needle.begin(), needle.end());
+  ex.context.insert(ex.context.end(), filler.begin() + depth, filler.end());
+  const std::vector<int> question = tok.encode(" What is the pass key? The pass key is ", false);
   ex.query = question;
   ex.answer.assign(question.size(), -1);
-  // The digits: after the last question token the first digit is due, and so on.
-  const std::vector<int> digits = bytes(k);
+  // The key's tokens: after the last question token the first is due, and so on.
+  const std::vector<int> digits = tok.encode(k, false);
   ex.answer.back() = digits[0];
   for (std::size_t i = 0; i + 1 < digits.size(); ++i) {
     ex.query.push_back(digits[i]);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tokenizer.hpp"
 #include "reference/engine.hpp"
 
 namespace kvlab::ref {
@@ -21,10 +22,10 @@ struct TaskExample {
 };
 
 // Passkey retrieval (epfml/landmark-attention): filler text around the needle "The pass key is
-// K. Remember it. K is the pass key." at a seeded depth, `length` byte tokens of context (BOS
-// first); the query is " What is the pass key? The pass key is" followed by the digits of K,
-// each digit scored after the token before it.
-TaskExample make_passkey(int length, std::uint64_t seed);
+// K. Remember it. K is the pass key." at a seeded depth, `length` tokens of context (BOS first)
+// in the model's tokenizer; the query is " What is the pass key? The pass key is" followed by
+// the tokens of K, each scored after the token before it.
+TaskExample make_passkey(int length, std::uint64_t seed, const Tokenizer& tokenizer);
 
 // Multi-query associative recall (HazyResearch/zoology): `pairs` key/value pairs, then filler, in
 // the context; the queries are keys asked again at power-law distances, each followed by its
