@@ -78,6 +78,15 @@ std::vector<Step> demo_steps(const std::string& dir) {
       {"... and the same checkpoint run with CLA2 after the fact",
        "Post-hoc sharing: layers 1, 3, 5 read the K/V of layers 0, 2, 4. Half the KV is held.",
        {"generate", "--model", standard, "--prompt", prompt, "--max-new", "24", "--plan", "cla:2"}},
+      {"SqueezeAttention: which layers matter for this prompt",
+       "Importance s_l = how little each attention layer changes the residual stream; k-means "
+       "puts\n"
+       "the layers in 3 clusters and the least important cluster gets a smaller KV budget.",
+       {"squeeze", "--model", standard, "--prompt", prompt, "--f0", "0.5", "--f3", "0.2"}},
+      {"H2O eviction: keep half the prompt's tokens per bank",
+       "Recent tokens plus the heaviest hitters by accumulated attention, chosen per KV head.",
+       {"generate", "--model", standard, "--prompt", prompt, "--max-new", "24", "--policy", "h2o",
+        "--budget", "0.5"}},
   };
 }
 
