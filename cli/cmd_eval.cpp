@@ -43,12 +43,7 @@ EvalResult run_eval(LoadedModel<float>& m, const EvalSetup& o) {
   ref::EngineOptions eo;
   eo.threads = o.threads;
   eo.plan = plan_option(o.plan, c.num_hidden_layers);
-  eo.policy = ref::PolicySpec::parse(o.policy);
-  if (o.positions == "cache") {
-    eo.policy.positions = ref::PositionMode::cache;
-  } else if (o.positions != "absolute") {
-    fail("--positions", o.positions, "must be absolute or cache");
-  }
+  eo.policy = policy_option(o.policy, o.positions);
   if (!o.budget.empty()) eo.budget = ref::BudgetSpec::parse(o.budget);
   eo.squeeze = parse_squeeze(o.squeeze);
   if (eo.squeeze.enabled && !eo.budget.unset()) {

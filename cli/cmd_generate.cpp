@@ -46,12 +46,7 @@ void run_generate(const GenerateOptions& o) {
   eo.threads = o.threads;
   eo.context = o.context;
   eo.schedule = to_schedule(o.schedule);
-  eo.policy = ref::PolicySpec::parse(o.policy);
-  if (o.positions == "cache") {
-    eo.policy.positions = ref::PositionMode::cache;
-  } else if (o.positions != "absolute") {
-    fail("--positions", o.positions, "must be absolute or cache");
-  }
+  eo.policy = policy_option(o.policy, o.positions);
   if (!o.budget.empty()) eo.budget = ref::BudgetSpec::parse(o.budget);
   if (o.h2o_scores && o.telemetry.empty()) {
     fail("--h2o-scores", "true", "needs --telemetry FILE to write the scores to");

@@ -137,6 +137,17 @@ inline ref::PrefillSchedule to_schedule(const ScheduleFlags& f, bool iterative_d
   return s;
 }
 
+// --policy and --positions together: a PolicySpec, or a named error.
+inline ref::PolicySpec policy_option(const std::string& policy, const std::string& positions) {
+  ref::PolicySpec p = ref::PolicySpec::parse(policy);
+  if (positions == "cache") {
+    p.positions = ref::PositionMode::cache;
+  } else if (positions != "absolute") {
+    fail("--positions", positions, "must be absolute or cache");
+  }
+  return p;
+}
+
 // Token ids from exactly one of --prompt, --tokens, --text-file (text gets BOS first).
 std::vector<int> prompt_tokens(const Tokenizer& tokenizer, int vocab_size,
                                const std::string& prompt, const std::string& tokens,

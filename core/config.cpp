@@ -78,11 +78,11 @@ long long ModelConfig::parameter_count(int kv_layers) const {
   const long long q = static_cast<long long>(num_attention_heads) * head_dim;
   const long long kv = static_cast<long long>(num_key_value_heads) * head_dim;
   const long long n_kv = kv_layers < 0 ? num_hidden_layers : kv_layers;
-  long long n = v * c;                                            // embedding
+  long long n = v * c;                                           // embedding
   n += num_hidden_layers * (c * q + q * c + 3 * c * f + 2 * c);  // W_Q, W_O, MLP, two norms
-  n += n_kv * 2 * c * kv;                                         // W_K, W_V of KV layers
-  n += c;                                                         // final norm
-  if (!tie_word_embeddings) n += v * c;                           // classifier
+  n += n_kv * 2 * c * kv;                                        // W_K, W_V of KV layers
+  n += c;                                                        // final norm
+  if (!tie_word_embeddings) n += v * c;                          // classifier
   return n;
 }
 
@@ -92,11 +92,9 @@ ModelConfig config_from_json(const nlohmann::json& j) {
   c.hidden_size = get_field<int>(j, "hidden_size", 0, true);
   c.num_hidden_layers = get_field<int>(j, "num_hidden_layers", 0, true);
   c.num_attention_heads = get_field<int>(j, "num_attention_heads", 0, true);
-  c.num_key_value_heads =
-      get_field<int>(j, "num_key_value_heads", c.num_attention_heads, false);
+  c.num_key_value_heads = get_field<int>(j, "num_key_value_heads", c.num_attention_heads, false);
   c.head_dim = get_field<int>(
-      j, "head_dim", c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0,
-      false);
+      j, "head_dim", c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0, false);
   c.intermediate_size = get_field<int>(j, "intermediate_size", 0, true);
   c.vocab_size = get_field<int>(j, "vocab_size", 0, true);
   c.rope_theta = get_field<double>(j, "rope_theta", 10000.0, false);
@@ -192,10 +190,10 @@ const std::vector<ModelPreset>& model_presets() {
          make(512, 8, 8, 8, 64, 1376, 32000, 10000, 1e-5, 1024, true)},
         {"stories110m", "llama2.c stories110M (TinyStories)",
          make(768, 12, 12, 12, 64, 2048, 32000, 10000, 1e-5, 1024, true)},
-        {"cla-1b", "CLA paper 1B shape: 20 layers, width 2048, MQA, head dim 128 (MLP width assumed)",
+        {"cla-1b",
+         "CLA paper 1B shape: 20 layers, width 2048, MQA, head dim 128 (MLP width assumed)",
          make(2048, 20, 16, 1, 128, 5632, 32000, 10000, 1e-5, 2048, false)},
     };
-    p[7].config.sliding_window = 4096;
     return p;
   }();
   return presets;
