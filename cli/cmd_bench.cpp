@@ -8,7 +8,6 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include <Eigen/Core>
 
@@ -36,23 +35,6 @@ struct BenchOptions {
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// Fills every bank with `depth` random cells, as if `depth` tokens had been encoded.
-void fill_cache(ref::Engine<float>& e, int depth) {
-  std::mt19937 rng(1);
-  std::normal_distribution<float> n(0.f, 1.f);
-  auto& kv = e.kv();
-  for (int b = 0; b < kv.num_banks(); ++b) {
-    const int cells = std::min(depth, kv.bank(b).budget);
-    std::vector<float> k(static_cast<long>(cells) * kv.row_size()), v(k.size());
-    for (auto& x : k) x = n(rng);
-    for (auto& x : v) x = n(rng);
-    std::vector<int> pos(cells);
-    for (int i = 0; i < cells; ++i) pos[i] = depth - cells + i;
-    kv.append(b, k.data(), v.data(), pos.data(), cells);
-  }
-  e.set_position(depth);
 }
 
 void run_memory(const BenchOptions& o) {
@@ -118,7 +100,7 @@ void run_bench(const BenchOptions& o) {
   for (int r = 0; r < o.repeat; ++r) {
     e.reset();
     if (decode) {
-      fill_cache(e, context);
+      e.fill_random_cache(context);
       e.decode(1);  // warm-up step
       const auto t0 = Clock::now();
       for (int t = 0; t < tokens; ++t) e.decode((t * 31 + 7) % c.vocab_size);

@@ -47,12 +47,10 @@ void trace_as(const TraceOptions& o) {
     xo.schedule.mode = ref::PrefillMode::token_by_token;
     ref::Engine<S> exact(m.weights, xo);
     exact_logits = exact.prefill(toks, true);
-    for (int b = 0; b < exact.kv().num_banks(); ++b) {
-      const auto& bank = exact.kv().bank(b);
-      if (bank.held() != T) continue;  // a windowed bank: no full exact K/V to compare
-      const long n = static_cast<long>(T) * exact.kv().row_size();
-      engine.set_exact_kv(b, std::vector<S>(bank.k.begin(), bank.k.begin() + n),
-                          std::vector<S>(bank.v.begin(), bank.v.begin() + n));
+    for (int b = 0; b < exact.num_banks(); ++b) {
+      auto held = exact.held_kv(b);
+      if (held.cells != T) continue;  // a windowed bank: no full exact K/V to compare
+      engine.set_exact_kv(b, std::move(held.k), std::move(held.v));
     }
   }
   RecordingObserver rec;

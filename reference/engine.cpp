@@ -2,6 +2,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.hpp"
 #include "reference/attention.hpp"
@@ -37,16 +38,22 @@ KvPlan resolve_plan(const KvPlan& own, const std::optional<KvPlan>& requested) {
   return p;
 }
 
+template <typename S>
+std::shared_ptr<const ModelWeights<S>> require_weights(std::shared_ptr<const ModelWeights<S>> w) {
+  if (!w) fail("model", "(none)", "the engine needs weights");
+  return w;
+}
+
 }  // namespace
 
 template <typename S>
-Engine<S>::Engine(const ModelWeights<S>& weights, EngineOptions o)
-    : w_(weights),
-      plan_(resolve_plan(weights.plan, o.plan)),
+Engine<S>::Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions o)
+    : w_(require_weights(std::move(weights))),
+      plan_(resolve_plan(w_->plan, o.plan)),
       threads_(o.threads),
-      context_(resolve_context(weights.config, o.context)),
+      context_(resolve_context(w_->config, o.context)),
       force_nodiag_(o.force_nodiag),
-      kv_(plan_, weights.config, context_, o.policy),
+      kv_(plan_, w_->config, context_, o.policy),
       schedule_(o.schedule),
       blocks_(plan_.cyclic_blocks()),
       exact_k_(kv_.num_banks()),
@@ -174,9 +181,9 @@ void Engine<S>::reset() {
 template <typename S>
 void Engine<S>::check_tokens(const int* tokens, int T) const {
   for (int i = 0; i < T; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= w_.config.vocab_size) {
+    if (tokens[i] < 0 || tokens[i] >= w_->config.vocab_size) {
       fail("token", std::to_string(tokens[i]) + " (at index " + std::to_string(i) + ")",
-           "token ids must be in [0, " + std::to_string(w_.config.vocab_size) + ")");
+           "token ids must be in [0, " + std::to_string(w_->config.vocab_size) + ")");
     }
   }
   if (pos_ + T > context_) {
@@ -191,7 +198,7 @@ std::vector<S> Engine<S>::prefill(const std::vector<int>& tokens, bool all_logit
   reset();
   const int T = static_cast<int>(tokens.size());
   check_tokens(tokens.data(), T);
-  const long V = w_.config.vocab_size;
+  const long V = w_->config.vocab_size;
   std::vector<S> logits((all_logits ? T : 1) * V);
   kv_.begin_step();
   passes_run_.clear();
@@ -218,7 +225,7 @@ std::vector<S> Engine<S>::prefill(const std::vector<int>& tokens, bool all_logit
 template <typename S>
 std::vector<S> Engine<S>::decode(int token) {
   check_tokens(&token, 1);
-  std::vector<S> logits(w_.config.vocab_size);
+  std::vector<S> logits(w_->config.vocab_size);
   ++step_;
   kv_.begin_step();
   forward(&token, 1, /*batched=*/false, false, logits.data());
@@ -229,7 +236,7 @@ std::vector<S> Engine<S>::decode(int token) {
 
 template <typename S>
 void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits, S* logits) {
-  const ModelConfig& c = w_.config;
+  const ModelConfig& c = w_->config;
   const int C = c.hidden_size, H = c.num_attention_heads;
   const int D = c.head_dim, V = c.vocab_size;
   const double eps = c.rms_norm_eps;
@@ -239,7 +246,7 @@ void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits,
 
   Buffer<S> x(static_cast<long>(T) * C);  // (T, C) residual stream
   for (int t = 0; t < T; ++t) {
-    std::copy_n(w_.embed.begin() + static_cast<long>(tokens[t]) * C, C, x.begin() + t * C);
+    std::copy_n(w_->embed.begin() + static_cast<long>(tokens[t]) * C, C, x.begin() + t * C);
   }
   Workspace ws;
   ws.h.resize(x.size());
@@ -289,21 +296,21 @@ void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits,
 
   // --- logits = W_cls · RMSNorm_final(x): every row, or the last -----------------------------
   const int first = all_logits ? 0 : T - 1;
-  rmsnorm(ws.h.data(), x.data() + static_cast<long>(first) * C, w_.final_norm.data(), T - first, C,
+  rmsnorm(ws.h.data(), x.data() + static_cast<long>(first) * C, w_->final_norm.data(), T - first, C,
           eps);
-  linear(logits, ws.h.data(), w_.cls(), T - first, C, V, threads_);
+  linear(logits, ws.h.data(), w_->cls(), T - first, C, V, threads_);
 }
 
 template <typename S>
 void Engine<S>::layer_forward(int l, S* x, const int* pos, int T, bool batched, BankRows& rows,
                               const BankRows* prev, Workspace& ws) {
-  const ModelConfig& c = w_.config;
+  const ModelConfig& c = w_->config;
   const int C = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads;
   const int D = c.head_dim, F = c.intermediate_size;
   const int Q = H * D, KV = Hkv * D;
   const double eps = c.rms_norm_eps;
   const long n = static_cast<long>(T) * C;
-  const LayerWeights<S>& L = w_.layers[l];
+  const LayerWeights<S>& L = w_->layers[l];
   const int b = kv_.bank_of_layer(l);
 
   // --- attention: x += W_O · Attn(RMSNorm(x)) ---------------------------------------------
@@ -443,6 +450,46 @@ void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
   s.kv_bytes_held = kv_.bytes_held();
   s.kv_bytes_allocated = kv_.bytes_allocated();
   observers_.emit(s, &Observer::on_step_summary);
+}
+
+template <typename S>
+void Engine<S>::fill_random_cache(int depth, std::uint64_t seed) {
+  reset();
+  if (depth < 0 || depth > context_) {
+    fail("depth", std::to_string(depth), "must be in [0, " + std::to_string(context_) + "]");
+  }
+  // A small xorshift + Box-Muller: the same cells on every machine for a seed.
+  std::uint64_t state = seed * 0x9E3779B97F4A7C15ULL + 1;
+  auto uniform = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (static_cast<double>(state >> 11) + 0.5) / 9007199254740992.0;
+  };
+  auto normal = [&] {
+    return std::sqrt(-2 * std::log(uniform())) * std::cos(6.283185307179586 * uniform());
+  };
+  for (int b = 0; b < kv_.num_banks(); ++b) {
+    const int cells = std::min(depth, kv_.bank(b).budget);
+    std::vector<S> k(static_cast<long>(cells) * kv_.row_size()), v(k.size());
+    for (auto& x : k) x = static_cast<S>(normal());
+    for (auto& x : v) x = static_cast<S>(normal());
+    std::vector<int> pos(cells);
+    for (int i = 0; i < cells; ++i) pos[i] = depth - cells + i;
+    kv_.append(b, k.data(), v.data(), pos.data(), cells);
+  }
+  pos_ = depth;
+}
+
+template <typename S>
+typename Engine<S>::HeldKv Engine<S>::held_kv(int b) const {
+  if (b < 0 || b >= kv_.num_banks()) {
+    fail("bank", std::to_string(b), "must be in [0, " + std::to_string(kv_.num_banks()) + ")");
+  }
+  const KvBank<S>& bank = kv_.bank(b);
+  const long n = static_cast<long>(bank.held()) * kv_.row_size();
+  return {std::vector<S>(bank.k.begin(), bank.k.begin() + n),
+          std::vector<S>(bank.v.begin(), bank.v.begin() + n), bank.held()};
 }
 
 template class Engine<float>;

@@ -2,6 +2,8 @@
 // prefill (all prompt tokens at once) and decode (one token at a time) over one KV store.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -46,11 +48,18 @@ template <typename S>
 class Engine {
  public:
   // Validates the options against the weights (plan layers, W_K/W_V present, threads, context).
-  explicit Engine(const ModelWeights<S>& weights, EngineOptions options = {});
+  // The engine shares ownership of the weights: it never outlives what it reads.
+  explicit Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions options = {});
+  // Convenience for tests and small tools: the engine keeps its own copy of `weights`.
+  explicit Engine(const ModelWeights<S>& weights, EngineOptions options = {})
+      : Engine(std::make_shared<const ModelWeights<S>>(weights), std::move(options)) {}
 
   void add_observer(Observer* o) { observers_.add(o); }
   const KvPlan& plan() const { return plan_; }
-  const ModelConfig& config() const { return w_.config; }
+  const ModelConfig& config() const { return w_->config; }
+  const ModelWeights<S>& weights() const { return *w_; }
+  const std::shared_ptr<const ModelWeights<S>>& shared_weights() const { return w_; }
+  int num_banks() const { return kv_.num_banks(); }
   int context() const { return context_; }
   int position() const { return pos_; }  // tokens in the current sequence
   const KvStore<S>& kv() const { return kv_; }
@@ -81,9 +90,17 @@ class Engine {
   // token-by-token prefill).
   const std::vector<int>& passes_run() const { return passes_run_; }
 
-  // Moves the sequence to `position` without computing anything (benchmarks fill the cache
-  // directly). Banks must already hold cells consistent with it.
-  void set_position(int position) { pos_ = position; }
+  // Benchmarks: starts a sequence of `depth` tokens whose K/V are random N(0, 1) cells (seeded),
+  // as if `depth` tokens had been encoded; nothing is computed. Each bank holds what it may keep.
+  void fill_random_cache(int depth, std::uint64_t seed = 1);
+
+  // The K and V of the cells bank b holds now, (held, H_kv*D) each, in slot order (KV head 0's
+  // order; with per-head eviction the heads may hold different positions: see kv().positions).
+  struct HeldKv {
+    std::vector<S> k, v;
+    int cells = 0;
+  };
+  HeldKv held_kv(int bank) const;
 
  private:
   // Runs rows tokens (T) at positions pos_ .. pos_+T-1. `batched`: the layer K/V of these rows are
@@ -113,7 +130,7 @@ class Engine {
   void emit_step(const char* phase, int tokens_in_step);
   void check_tokens(const int* tokens, int T) const;
 
-  const ModelWeights<S>& w_;
+  std::shared_ptr<const ModelWeights<S>> w_;
   KvPlan plan_;
   int threads_;
   int context_;

@@ -38,7 +38,7 @@ template <typename S>
 void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRows& rows,
                                  Workspace& ws) {
   const CyclicBlock& blk = blocks_[index];
-  const long n = static_cast<long>(T) * w_.config.hidden_size;
+  const long n = static_cast<long>(T) * w_->config.hidden_size;
   const long kv_size = static_cast<long>(T) * kv_.row_size();
 
   // The banks that upward readers of this block read: they start from zeros.
