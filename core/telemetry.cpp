@@ -99,6 +99,28 @@ void JsonlObserver::on_h2o_scores(const H2oScoresEvent& e) {
   out_ << j.dump() << '\n';
 }
 
+void JsonlObserver::on_layer_importance(const LayerImportanceEvent& e) {
+  std::vector<double> importance(e.cos_sim.size());
+  for (std::size_t l = 0; l < e.cos_sim.size(); ++l) importance[l] = 1.0 - e.cos_sim[l];
+  const nlohmann::json j = {{"event", "layer_importance"},
+                            {"prompt_tokens", e.prompt_tokens},
+                            {"cos_sim", e.cos_sim},
+                            {"importance", importance}};
+  std::lock_guard<std::mutex> lock(mu_);
+  out_ << j.dump() << '\n';
+}
+
+void JsonlObserver::on_attention(const AttentionEvent& e) {
+  const nlohmann::json j = {
+      {"event", "attention"},   {"step", e.step},           {"phase", e.phase},
+      {"layer", e.layer},       {"bank", e.bank},           {"heads", e.heads},
+      {"kv_heads", e.kv_heads}, {"rows", e.rows},           {"cells", e.cells},
+      {"pass", e.pass},         {"query_pos", e.query_pos}, {"key_pos", e.key_pos},
+      {"probs", e.probs}};
+  std::lock_guard<std::mutex> lock(mu_);
+  out_ << j.dump() << '\n';
+}
+
 void JsonlObserver::close() {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return;

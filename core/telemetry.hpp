@@ -64,7 +64,7 @@ struct SqueezeEvent {
   double a = 0;                          // the fraction of clusters 1 and 2
 };
 
-// H2O scores, on request (Engine::emit_h2o_scores): after each step, one event per evicting H2O
+// H2O scores, on subscription (EventKind::h2o_scores): after each step, one event per evicting H2O
 // bank and KV head: the positions the head holds and their accumulated scores.
 struct H2oScoresEvent {
   int step = 0;
@@ -75,6 +75,55 @@ struct H2oScoresEvent {
   std::vector<double> counts;  // query rows that could see each cell (norm=count divides by it)
 };
 
+// Per prompt, once the prefill ends: s_l (techniques.md §6 step 1) for every layer. Measured only
+// when someone subscribes to it (or SqueezeAttention needs it).
+struct LayerImportanceEvent {
+  int prompt_tokens = 0;
+  std::vector<double> cos_sim;  // s_l = mean_t cos(x_t, x_t + attn_l): higher = less important
+};
+
+// Attention probabilities of one layer in one step, on subscription only (they cost a (H, T, N)
+// array per layer). probs[(h * T + i) * N + j]: query row i (position qpos[i]) on cell j of the
+// bank; key_pos (H_kv, N) the position of each cell per KV head.
+struct AttentionEvent {
+  int step = 0;
+  std::string phase;  // "prefill" | "decode"
+  int layer = 0;
+  int bank = 0;  // the KV layer read
+  int heads = 0, kv_heads = 0, rows = 0, cells = 0;
+  int pass = 0;                // LCKV iterative prefill: the pass (1, 2, ...); 0 otherwise
+  std::vector<int> query_pos;  // (rows)
+  std::vector<int> key_pos;    // (kv_heads, cells)
+  std::vector<float> probs;    // (heads, rows, cells)
+};
+
+// The kinds an observer may subscribe to. Cheap kinds are what an observer gets by default;
+// the costly ones (attention probabilities, H2O scores per cell, layer importance) are computed
+// or copied only when some observer asks for them.
+enum class EventKind : unsigned {
+  kv_step = 1u << 0,
+  step_summary = 1u << 1,
+  prefill_pass = 1u << 2,
+  squeeze = 1u << 3,
+  h2o_scores = 1u << 4,
+  layer_importance = 1u << 5,
+  attention = 1u << 6,
+};
+using EventMask = unsigned;
+constexpr EventMask mask(EventKind k) {
+  return static_cast<EventMask>(k);
+}
+constexpr EventMask operator|(EventKind a, EventKind b) {
+  return mask(a) | mask(b);
+}
+constexpr EventMask operator|(EventMask a, EventKind b) {
+  return a | mask(b);
+}
+constexpr EventMask kDefaultEvents =
+    EventKind::kv_step | EventKind::step_summary | EventKind::prefill_pass | EventKind::squeeze;
+constexpr EventMask kAllEvents =
+    kDefaultEvents | EventKind::h2o_scores | EventKind::layer_importance | EventKind::attention;
+
 class Observer {
  public:
   virtual ~Observer() = default;
@@ -83,20 +132,51 @@ class Observer {
   virtual void on_prefill_pass(const PrefillPassEvent&) {}
   virtual void on_squeeze(const SqueezeEvent&) {}
   virtual void on_h2o_scores(const H2oScoresEvent&) {}
+  virtual void on_layer_importance(const LayerImportanceEvent&) {}
+  virtual void on_attention(const AttentionEvent&) {}
 };
 
-// Fans events out to any number of observers; engines hold one of these.
+// Fans events out to the observers subscribed to their kind; engines hold one of these and ask
+// wants(kind) before computing anything only an observer would use.
 class ObserverList {
  public:
-  void add(Observer* o) { observers_.push_back(o); }
-  bool empty() const { return observers_.empty(); }
+  void subscribe(Observer* o, EventMask kinds) {
+    for (auto& s : subs_) {
+      if (s.observer == o) {
+        s.kinds |= kinds;
+        return;
+      }
+    }
+    subs_.push_back({o, kinds});
+  }
+  void add(Observer* o) { subscribe(o, kDefaultEvents); }
+  // Adds kind k to every present subscription.
+  void subscribe_all(EventKind k) {
+    for (auto& s : subs_) s.kinds |= mask(k);
+  }
+  void remove(Observer* o) {
+    std::erase_if(subs_, [o](const Sub& s) { return s.observer == o; });
+  }
+  bool empty() const { return subs_.empty(); }
+  bool wants(EventKind k) const {
+    for (const auto& s : subs_) {
+      if (s.kinds & mask(k)) return true;
+    }
+    return false;
+  }
   template <typename Event, typename Fn>
-  void emit(const Event& e, Fn fn) const {
-    for (Observer* o : observers_) (o->*fn)(e);
+  void emit(EventKind k, const Event& e, Fn fn) const {
+    for (const auto& s : subs_) {
+      if (s.kinds & mask(k)) (s.observer->*fn)(e);
+    }
   }
 
  private:
-  std::vector<Observer*> observers_;
+  struct Sub {
+    Observer* observer;
+    EventMask kinds;
+  };
+  std::vector<Sub> subs_;
 };
 
 // The JSON object of an event (the --telemetry line; also used by --json outputs).
@@ -112,6 +192,8 @@ class JsonlObserver : public Observer {
   void on_prefill_pass(const PrefillPassEvent& e) override;
   void on_squeeze(const SqueezeEvent& e) override;
   void on_h2o_scores(const H2oScoresEvent& e) override;
+  void on_layer_importance(const LayerImportanceEvent& e) override;
+  void on_attention(const AttentionEvent& e) override;
   // Flushes and moves the file into place (written to a temporary file until then).
   void close();
 
@@ -130,7 +212,11 @@ class RecordingObserver : public Observer {
   void on_prefill_pass(const PrefillPassEvent& e) override { passes.push_back(e); }
   void on_squeeze(const SqueezeEvent& e) override { squeezes.push_back(e); }
   void on_h2o_scores(const H2oScoresEvent& e) override { h2o_scores.push_back(e); }
+  void on_layer_importance(const LayerImportanceEvent& e) override { importance.push_back(e); }
+  void on_attention(const AttentionEvent& e) override { attention.push_back(e); }
   std::vector<H2oScoresEvent> h2o_scores;
+  std::vector<LayerImportanceEvent> importance;
+  std::vector<AttentionEvent> attention;
   std::vector<SqueezeEvent> squeezes;
   std::vector<KvStepEvent> kv_steps;
   std::vector<StepSummaryEvent> summaries;

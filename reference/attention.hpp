@@ -6,21 +6,10 @@
 #include <cmath>
 #include <limits>
 
+#include "reference/op_types.hpp"
 #include "reference/ops.hpp"
 
 namespace kvlab::ref {
-
-// Which keys a query may see (§2). `strict`: j < i (upward layers, or force_nodiag); otherwise
-// j ≤ i. `window` > 0: additionally j > i - window (sliding layers).
-struct AttentionSet {
-  bool strict = false;
-  int window = 0;
-
-  bool allows(int query_pos, int key_pos) const {
-    const bool causal = strict ? key_pos < query_pos : key_pos <= query_pos;
-    return causal && (window <= 0 || key_pos > query_pos - window);
-  }
-};
 
 // out (T, H*D): for each query row i and head h,
 //   out_i = Σ_{j ∈ S(i)} softmax_j(q_i · k_j / √D) · v_j        (0 when S(i) is empty)

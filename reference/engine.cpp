@@ -1,13 +1,11 @@
 #include "reference/engine.hpp"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
 #include "core/error.hpp"
-#include "reference/attention.hpp"
-#include "reference/linear.hpp"
-#include "reference/ops.hpp"
+#include "reference/cpu_backend.hpp"
+#include "reference/positions.hpp"
 
 namespace kvlab::ref {
 namespace {
@@ -47,10 +45,11 @@ std::shared_ptr<const ModelWeights<S>> require_weights(std::shared_ptr<const Mod
 }  // namespace
 
 template <typename S>
-Engine<S>::Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions o)
+Engine<S>::Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions o,
+                  std::unique_ptr<Backend<S>> backend)
     : w_(require_weights(std::move(weights))),
+      backend_(backend ? std::move(backend) : std::make_unique<CpuBackend<S>>(o.threads)),
       plan_(resolve_plan(w_->plan, o.plan)),
-      threads_(o.threads),
       context_(resolve_context(w_->config, o.context)),
       force_nodiag_(o.force_nodiag),
       kv_(plan_, w_->config, context_, o.policy),
@@ -60,10 +59,9 @@ Engine<S>::Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions 
       exact_v_(kv_.num_banks()),
       policy_(o.policy),
       budget_(o.budget),
-      squeeze_spec_(o.squeeze),
-      cos_sum_(plan_.layers(), 0.0),
-      cos_count_(plan_.layers(), 0.0) {
+      squeeze_spec_(o.squeeze) {
   schedule_.validate();
+  importance_.reset(plan_.layers());
   if (squeeze_spec_.enabled) {
     squeeze_spec_.validate();
     if (policy_.kind == SequencePolicy::full) {
@@ -91,10 +89,12 @@ Engine<S>::Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions 
     fail("--policy", policy_.to_string(),
          "h2o's recent window R must not exceed the budget " + std::to_string(budget_.tokens));
   }
-  if (threads_ < 1 || threads_ > 256) {
-    fail("--threads", std::to_string(threads_), "must be in [1, 256]");
-  }
-  Eigen::setNbThreads(1);  // kvlab splits the work itself (reference/linear.hpp, attention.hpp)
+}
+
+template <typename S>
+void Engine<S>::emit_h2o_scores(bool on) {
+  emit_h2o_scores_ = on;
+  if (on) observers_.subscribe_all(EventKind::h2o_scores);
 }
 
 void PrefillSchedule::validate() const {
@@ -119,43 +119,30 @@ bool Engine<S>::token_by_token(int T) const {
 
 template <typename S>
 std::vector<double> Engine<S>::layer_importance() const {
-  std::vector<double> s(plan_.layers(), 0.0);
-  for (int l = 0; l < plan_.layers(); ++l)
-    s[l] = cos_count_[l] > 0 ? cos_sum_[l] / cos_count_[l] : 0;
-  return s;
+  return importance_.values();
+}
+
+template <typename S>
+bool Engine<S>::measuring_importance() const {
+  return in_prefill_ && (measure_importance_ || squeeze_spec_.enabled ||
+                         observers_.wants(EventKind::layer_importance));
 }
 
 template <typename S>
 void Engine<S>::apply_prompt_budgets(int T) {
+  if (observers_.wants(EventKind::layer_importance)) {
+    LayerImportanceEvent e;
+    e.prompt_tokens = T;
+    e.cos_sim = importance_.values();
+    observers_.emit(EventKind::layer_importance, e, &Observer::on_layer_importance);
+  }
   std::vector<int> evicting;
   for (int b = 0; b < kv_.num_banks(); ++b) {
     if (kv_.bank(b).evicts()) evicting.push_back(b);
   }
   if (evicting.empty()) return;
   if (squeeze_spec_.enabled) {
-    // A bank's importance: the most important (lowest s) of its readers, or their mean.
-    const std::vector<double> s = layer_importance();
-    std::vector<double> bank_s;
-    for (int b : evicting) {
-      const auto readers = plan_.readers(kv_.bank(b).kv_layer);
-      double v = squeeze_spec_.bank_mean ? 0.0 : 1e300;
-      for (int r : readers) v = squeeze_spec_.bank_mean ? v + s[r] : std::min(v, s[r]);
-      bank_s.push_back(squeeze_spec_.bank_mean ? v / readers.size() : v);
-    }
-    squeeze_result_ = squeeze_budgets(bank_s, squeeze_spec_, T);
-    squeeze_result_.layer_importance = s;
-    SqueezeEvent e;
-    e.prompt_tokens = T;
-    e.layer_importance = s;
-    e.bank_importance = squeeze_result_.bank_importance;
-    e.cluster = squeeze_result_.cluster;
-    e.budget = squeeze_result_.budget;
-    e.a = squeeze_result_.a;
-    for (std::size_t i = 0; i < evicting.size(); ++i) {
-      kv_.set_budget(evicting[i], squeeze_result_.budget[i]);
-      e.bank_layer.push_back(kv_.bank(evicting[i]).kv_layer);
-    }
-    observers_.emit(e, &Observer::on_squeeze);
+    apply_squeeze_budgets(evicting, T);
   } else if (!budget_.unset()) {
     const int B = budget_.resolve(T);
     if (policy_.kind == SequencePolicy::streaming && B <= policy_.sinks) {
@@ -169,11 +156,32 @@ void Engine<S>::apply_prompt_budgets(int T) {
 }
 
 template <typename S>
+void Engine<S>::apply_squeeze_budgets(const std::vector<int>& evicting, int T) {
+  const std::vector<double> s = importance_.values();
+  std::vector<int> kv_layers;
+  for (int b : evicting) kv_layers.push_back(kv_.bank(b).kv_layer);
+  squeeze_result_ = squeeze_budgets(bank_importance(plan_, kv_layers, s, squeeze_spec_.bank_mean),
+                                    squeeze_spec_, T);
+  squeeze_result_.layer_importance = s;
+  for (std::size_t i = 0; i < evicting.size(); ++i) {
+    kv_.set_budget(evicting[i], squeeze_result_.budget[i]);
+  }
+  SqueezeEvent e;
+  e.prompt_tokens = T;
+  e.layer_importance = s;
+  e.bank_layer = kv_layers;
+  e.bank_importance = squeeze_result_.bank_importance;
+  e.cluster = squeeze_result_.cluster;
+  e.budget = squeeze_result_.budget;
+  e.a = squeeze_result_.a;
+  observers_.emit(EventKind::squeeze, e, &Observer::on_squeeze);
+}
+
+template <typename S>
 void Engine<S>::reset() {
   kv_.clear();
   squeeze_result_ = {};
-  std::fill(cos_sum_.begin(), cos_sum_.end(), 0.0);
-  std::fill(cos_count_.begin(), cos_count_.end(), 0.0);
+  importance_.reset(plan_.layers());
   pos_ = 0;
   step_ = 0;
 }
@@ -235,33 +243,40 @@ std::vector<S> Engine<S>::decode(int token) {
 }
 
 template <typename S>
-void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits, S* logits) {
+typename Engine<S>::Workspace Engine<S>::make_workspace(int T) const {
   const ModelConfig& c = w_->config;
-  const int C = c.hidden_size, H = c.num_attention_heads;
-  const int D = c.head_dim, V = c.vocab_size;
-  const double eps = c.rms_norm_eps;
-
-  std::vector<int> pos(T);  // (T)
-  for (int t = 0; t < T; ++t) pos[t] = pos_ + t;
-
-  Buffer<S> x(static_cast<long>(T) * C);  // (T, C) residual stream
-  for (int t = 0; t < T; ++t) {
-    std::copy_n(w_->embed.begin() + static_cast<long>(tokens[t]) * C, C, x.begin() + t * C);
-  }
+  const long rows = T, Q = static_cast<long>(c.num_attention_heads) * c.head_dim;
   Workspace ws;
-  ws.h.resize(x.size());
-  ws.q.resize(static_cast<long>(T) * H * D);
-  ws.att.resize(ws.q.size());
-  ws.o.resize(x.size());
-  ws.gate.resize(static_cast<long>(T) * c.intermediate_size);
-  ws.up.resize(ws.gate.size());
+  ws.h.resize(rows * c.hidden_size);
+  ws.q.resize(rows * Q);
+  ws.att.resize(rows * Q);
+  ws.o.resize(rows * c.hidden_size);
+  ws.gate.resize(rows * c.intermediate_size);
+  ws.up.resize(rows * c.intermediate_size);
+  return ws;
+}
+
+template <typename S>
+typename Engine<S>::BankRows Engine<S>::make_rows() const {
   BankRows rows;
   rows.k.resize(kv_.num_banks());
   rows.v.resize(kv_.num_banks());
   rows.k_raw.resize(kv_.num_banks());
-  rows.score.resize(plan_.layers());
-  rows.count.resize(plan_.layers());
+  rows.h2o.reset(plan_.layers());
+  return rows;
+}
 
+template <typename S>
+void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits, S* logits) {
+  const ModelConfig& c = w_->config;
+  const int C = c.hidden_size;
+  std::vector<int> pos(T);  // (T)
+  for (int t = 0; t < T; ++t) pos[t] = pos_ + t;
+
+  Buffer<S> x(static_cast<long>(T) * C);  // (T, C) residual stream
+  backend_->embed(x.data(), w_->embed.data(), tokens, T, C);
+  Workspace ws = make_workspace(T);
+  BankRows rows = make_rows();
   for (int l = 0; l < plan_.layers();) {
     const int blk = batched ? plan_.cyclic_block_of(l) : -1;
     if (blk >= 0) {
@@ -272,141 +287,203 @@ void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits,
       ++l;
     }
   }
-
-  if (batched) {
-    for (int b = 0; b < kv_.num_banks(); ++b) {
-      const bool cache_mode = rows.k_raw[b].size() == rows.k[b].size();
-      kv_.append(b, (cache_mode ? rows.k_raw[b] : rows.k[b]).data(), rows.v[b].data(), pos.data(),
-                 T);
-      if (policy_.kind == SequencePolicy::h2o && kv_.bank(b).evicts()) {
-        // The prompt's attention, summed over the bank's readers (§5: every layer that reads it).
-        std::vector<double> score(static_cast<long>(T) * kv_.kv_heads(), 0.0),
-            count(score.size(), 0.0);
-        for (int l : plan_.readers(kv_.bank(b).kv_layer)) {
-          for (std::size_t i = 0; i < score.size() && !rows.score[l].empty(); ++i) {
-            score[i] += rows.score[l][i];
-            count[i] += rows.count[l][i];
-          }
-        }
-        kv_.set_scores(b, score, count);
-      }
-    }
-  }
+  if (batched) commit_rows(rows, pos.data(), T);
   pos_ += T;
 
-  // --- logits = W_cls · RMSNorm_final(x): every row, or the last -----------------------------
+  // logits = W_cls · RMSNorm_final(x): every row, or the last.
   const int first = all_logits ? 0 : T - 1;
-  rmsnorm(ws.h.data(), x.data() + static_cast<long>(first) * C, w_->final_norm.data(), T - first, C,
-          eps);
-  linear(logits, ws.h.data(), w_->cls(), T - first, C, V, threads_);
+  backend_->rmsnorm(ws.h.data(), x.data() + static_cast<long>(first) * C, w_->final_norm.data(),
+                    T - first, C, c.rms_norm_eps);
+  backend_->linear(logits, ws.h.data(), w_->cls(), T - first, C, c.vocab_size);
+}
+
+template <typename S>
+void Engine<S>::commit_rows(BankRows& rows, const int* pos, int T) {
+  for (int b = 0; b < kv_.num_banks(); ++b) {
+    const bool cache_mode = rows.k_raw[b].size() == rows.k[b].size();
+    kv_.append(b, (cache_mode ? rows.k_raw[b] : rows.k[b]).data(), rows.v[b].data(), pos, T);
+    if (policy_.kind == SequencePolicy::h2o && kv_.bank(b).evicts()) {
+      // The prompt's attention, summed over the bank's readers (§5: every layer that reads it).
+      std::vector<double> score, count;
+      rows.h2o.sum_for_bank(plan_, kv_.bank(b).kv_layer, T, kv_.kv_heads(), score, count);
+      kv_.set_scores(b, score, count);
+    }
+  }
 }
 
 template <typename S>
 void Engine<S>::layer_forward(int l, S* x, const int* pos, int T, bool batched, BankRows& rows,
                               const BankRows* prev, Workspace& ws) {
+  attention_block(l, x, pos, T, batched, rows, prev, ws);
+  mlp_block(l, x, T, ws);
+}
+
+template <typename S>
+void Engine<S>::attention_block(int l, S* x, const int* pos, int T, bool batched, BankRows& rows,
+                                const BankRows* prev, Workspace& ws) {
   const ModelConfig& c = w_->config;
-  const int C = c.hidden_size, H = c.num_attention_heads, Hkv = c.num_key_value_heads;
-  const int D = c.head_dim, F = c.intermediate_size;
-  const int Q = H * D, KV = Hkv * D;
-  const double eps = c.rms_norm_eps;
+  const int C = c.hidden_size, Q = c.num_attention_heads * c.head_dim;
   const long n = static_cast<long>(T) * C;
   const LayerWeights<S>& L = w_->layers[l];
-  const int b = kv_.bank_of_layer(l);
+  backend_->rmsnorm(ws.h.data(), x, L.attn_norm.data(), T, C, c.rms_norm_eps);
+  backend_->linear(ws.q.data(), ws.h.data(), L.wq.data(), T, C, Q);
+  if (plan_.is_kv_layer(l)) write_kv(l, pos, T, batched, rows, ws);
+  const bool measure = measuring_importance();
+  if (measure) importance_.before(x, n);  // §6: the stream before this layer's attention
+  if (batched) {
+    // Upward readers see the target's K/V of the previous pass; everyone else this pass's.
+    attend_rows(l, pos, T, rows, plan_.is_upward(l) ? *prev : rows, ws);
+  } else {
+    attend_bank(l, pos, T, ws);
+  }
+  backend_->linear(ws.o.data(), ws.att.data(), L.wo.data(), T, Q, C);
+  backend_->add(x, ws.o.data(), n);
+  if (measure) importance_.after(*backend_, l, x, T, C);
+}
 
-  // --- attention: x += W_O · Attn(RMSNorm(x)) ---------------------------------------------
+template <typename S>
+void Engine<S>::write_kv(int l, const int* pos, int T, bool batched, BankRows& rows,
+                         Workspace& ws) {
+  const ModelConfig& c = w_->config;
+  const int C = c.hidden_size, Hkv = c.num_key_value_heads, KV = Hkv * c.head_dim;
+  const LayerWeights<S>& L = w_->layers[l];
+  const int b = kv_.bank_of_layer(l);
   const bool cache_mode =
       kv_.bank(b).evicts() && kv_.bank(b).policy.positions == PositionMode::cache;
-  const bool h2o = kv_.bank(b).evicts() && kv_.bank(b).policy.kind == SequencePolicy::h2o;
-  rmsnorm(ws.h.data(), x, L.attn_norm.data(), T, C, eps);
-  linear(ws.q.data(), ws.h.data(), L.wq.data(), T, C, Q, threads_);
-  if (plan_.is_kv_layer(l)) {
-    Buffer<S> k(static_cast<long>(T) * KV), v(k.size());  // (T, H_kv*D)
-    linear(k.data(), ws.h.data(), L.wk.data(), T, C, KV, threads_);
-    linear(v.data(), ws.h.data(), L.wv.data(), T, C, KV, threads_);
-    if (cache_mode) {
-      // Pre-RoPE keys go to the bank; readers rotate them by slot (§5, StreamingLLM pos-shift).
-      if (batched) rows.k_raw[b] = k;
-      if (!batched) kv_.append(b, k.data(), v.data(), pos, T);
-    }
-    rope(k.data(), pos, T, Hkv, D, c.rope_theta);  // shared after RoPE (§2)
-    if (batched) {
-      rows.k[b] = std::move(k);
-      rows.v[b] = std::move(v);
-    } else if (!cache_mode) {
-      kv_.append(b, k.data(), v.data(), pos, T);
-    }
+  const long n = static_cast<long>(T) * KV;
+  Buffer<S> k(n), v(n);  // (T, H_kv*D)
+  backend_->linear(k.data(), ws.h.data(), L.wk.data(), T, C, KV);
+  backend_->linear(v.data(), ws.h.data(), L.wv.data(), T, C, KV);
+  if (cache_mode) {
+    // Pre-RoPE keys go to the bank; readers rotate them by slot (§5, positions.hpp).
+    if (batched) rows.k_raw[b] = k;
+    if (!batched) kv_.append(b, k.data(), v.data(), pos, T);
   }
+  backend_->rope(k.data(), pos, T, Hkv, c.head_dim, c.rope_theta, RopePairing::half);  // §2
+  if (batched) {
+    rows.k[b] = std::move(k);
+    rows.v[b] = std::move(v);
+  } else if (!cache_mode) {
+    kv_.append(b, k.data(), v.data(), pos, T);
+  }
+}
+
+template <typename S>
+AttentionSet Engine<S>::attention_set(int l) const {
   AttentionSet set;
   set.strict = plan_.is_upward(l) || force_nodiag_;
-  set.window = plan_.sliding(l) ? c.sliding_window : 0;
-  Buffer<S> x_in;  // SqueezeAttention: the stream before this layer's attention
-  const bool measure = in_prefill_ && (measure_importance_ || squeeze_spec_.enabled);
-  if (measure) x_in.assign(x, x + n);
-  if (batched) {
-    // The prompt's rows: positions and slots coincide (nothing is evicted during a prefill).
-    rope(ws.q.data(), pos, T, H, D, c.rope_theta);
-    // Upward readers see the target's K/V of the previous pass; everyone else this pass's.
-    const BankRows& src = plan_.is_upward(l) ? *prev : rows;
-    Buffer<S> probs(h2o ? static_cast<long>(H) * T * T : 0);
-    attention(ws.att.data(), ws.q.data(), pos, T, src.k[b].data(), src.v[b].data(), pos, T, H, Hkv,
-              D, set, threads_, h2o ? probs.data() : nullptr);
-    if (h2o) {
-      rows.score[l].assign(static_cast<long>(T) * Hkv, 0.0);
-      rows.count[l].assign(rows.score[l].size(), 0.0);
-      std::vector<int> cell_pos(static_cast<long>(T) * Hkv);
-      for (int t = 0; t < T; ++t)
-        for (int g = 0; g < Hkv; ++g) cell_pos[static_cast<long>(t) * Hkv + g] = pos[t];
-      KvStore<S>::add_scores_to(rows.score[l].data(), rows.count[l].data(), cell_pos.data(),
-                                probs.data(), pos, set, H, T, T, Hkv);
-    }
-  } else {
-    const KvBank<S>& bank = kv_.bank(b);
-    const std::vector<int> kpos = kv_.head_positions(b);  // (H_kv, held)
-    const int N = bank.held();
-    const S* keys = bank.k.data();
-    Buffer<S> rotated;
-    if (cache_mode) {
-      // Keys by slot 0..N-1; the query by the slot its token has (or will have) in the bank.
-      rotated.assign(bank.k.begin(), bank.k.begin() + static_cast<long>(N) * KV);
-      std::vector<int> slots(N);
-      for (int j = 0; j < N; ++j) slots[j] = j;
-      rope(rotated.data(), slots.data(), N, Hkv, D, c.rope_theta);
-      keys = rotated.data();
-      const bool own_cell = N > 0 && kpos[N - 1] == pos[0];
-      const int qslot = own_cell ? N - 1 : N;
-      rope(ws.q.data(), &qslot, 1, H, D, c.rope_theta);
-    } else {
-      rope(ws.q.data(), pos, T, H, D, c.rope_theta);
-    }
-    Buffer<S> probs(h2o ? static_cast<long>(H) * T * N : 0);
-    attention(ws.att.data(), ws.q.data(), pos, T, keys, bank.v.data(), kpos.data(), N, H, Hkv, D,
-              set, threads_, h2o ? probs.data() : nullptr, /*kpos_head_stride=*/N);
-    if (h2o) kv_.add_scores(b, probs.data(), pos, set, H, T, N);
-  }
-  linear(ws.o.data(), ws.att.data(), L.wo.data(), T, Q, C, threads_);
-  for (long i = 0; i < n; ++i) x[i] += ws.o[i];
-  if (measure) {
-    // s_l (§6): mean over tokens of cos(x_t, x_t + W_O · Attn(RMSNorm(x_t))).
-    for (int t = 0; t < T; ++t) {
-      double dot = 0, a2 = 0, b2 = 0;
-      for (int i = 0; i < C; ++i) {
-        const double a = x_in[static_cast<long>(t) * C + i], bb = x[static_cast<long>(t) * C + i];
-        dot += a * bb;
-        a2 += a * a;
-        b2 += bb * bb;
-      }
-      cos_sum_[l] += dot / std::sqrt(a2 * b2);
-      cos_count_[l] += 1;
-    }
-  }
+  set.window = plan_.sliding(l) ? w_->config.sliding_window : 0;
+  return set;
+}
 
-  // --- MLP: x += W_2 · (silu(W_1 h) ⊙ W_3 h), h = RMSNorm(x) -------------------------------
-  rmsnorm(ws.h.data(), x, L.ffn_norm.data(), T, C, eps);
-  linear(ws.gate.data(), ws.h.data(), L.w1.data(), T, C, F, threads_);
-  linear(ws.up.data(), ws.h.data(), L.w3.data(), T, C, F, threads_);
-  swiglu(ws.gate.data(), ws.up.data(), static_cast<long>(T) * F);
-  linear(ws.o.data(), ws.gate.data(), L.w2.data(), T, F, C, threads_);
-  for (long i = 0; i < n; ++i) x[i] += ws.o[i];
+template <typename S>
+bool Engine<S>::needs_probs(int b) const {
+  const bool h2o = kv_.bank(b).evicts() && kv_.bank(b).policy.kind == SequencePolicy::h2o;
+  return h2o || observers_.wants(EventKind::attention);
+}
+
+template <typename S>
+void Engine<S>::attend_rows(int l, const int* pos, int T, BankRows& rows, const BankRows& src,
+                            Workspace& ws) {
+  // The prompt's rows: positions and slots coincide (nothing is evicted during a prefill).
+  const ModelConfig& c = w_->config;
+  const int H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
+  const int b = kv_.bank_of_layer(l);
+  backend_->rope(ws.q.data(), pos, T, H, D, c.rope_theta, RopePairing::half);
+  const bool probs = needs_probs(b);
+  if (probs) ws.probs.resize(static_cast<long>(H) * T * T);
+  AttentionArgs<S> a;
+  a.out = ws.att.data();
+  a.q = ws.q.data();
+  a.qpos = pos;
+  a.T = T;
+  a.k = src.k[b].data();
+  a.v = src.v[b].data();
+  a.kpos = pos;
+  a.N = T;
+  a.H = H;
+  a.H_kv = Hkv;
+  a.D = D;
+  a.set = attention_set(l);
+  a.probs = probs ? ws.probs.data() : nullptr;
+  backend_->attention(a);
+  if (!probs) return;
+  if (kv_.bank(b).evicts() && kv_.bank(b).policy.kind == SequencePolicy::h2o) {
+    rows.h2o.record(l, ws.probs.data(), pos, a.set, H, T, Hkv);
+  }
+  emit_attention(l, pos, T, pos, T, 0, ws.probs.data());
+}
+
+template <typename S>
+void Engine<S>::attend_bank(int l, const int* pos, int T, Workspace& ws) {
+  const ModelConfig& c = w_->config;
+  const int H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
+  const int b = kv_.bank_of_layer(l);
+  const KvBank<S>& bank = kv_.bank(b);
+  const std::vector<int> kpos = kv_.head_positions(b);  // (H_kv, held)
+  const int N = bank.held();
+  const bool cache_mode = bank.evicts() && bank.policy.positions == PositionMode::cache;
+  const bool probs = needs_probs(b);
+  if (probs) ws.probs.resize(static_cast<long>(H) * T * N);
+  AttentionArgs<S> a;
+  a.out = ws.att.data();
+  a.q = ws.q.data();
+  a.qpos = pos;
+  a.T = T;
+  a.k = rotate_for_bank(*backend_, cache_mode, ws.q.data(), pos[0], bank.k.data(), kpos.data(), N,
+                        H, Hkv, D, c.rope_theta, ws.rotated);
+  a.v = bank.v.data();
+  a.kpos = kpos.data();
+  a.N = N;
+  a.kpos_head_stride = N;
+  a.H = H;
+  a.H_kv = Hkv;
+  a.D = D;
+  a.set = attention_set(l);
+  a.probs = probs ? ws.probs.data() : nullptr;
+  backend_->attention(a);
+  if (!probs) return;
+  if (bank.evicts() && bank.policy.kind == SequencePolicy::h2o) {
+    kv_.add_scores(b, ws.probs.data(), pos, a.set, H, T, N);
+  }
+  emit_attention(l, pos, T, kpos.data(), N, N, ws.probs.data());
+}
+
+template <typename S>
+void Engine<S>::emit_attention(int l, const int* pos, int T, const int* kpos, int N, int stride,
+                               const S* probs) const {
+  if (!observers_.wants(EventKind::attention)) return;
+  const ModelConfig& c = w_->config;
+  AttentionEvent e;
+  e.step = step_;
+  e.phase = in_prefill_ ? "prefill" : "decode";
+  e.layer = l;
+  e.bank = plan_.kv_of(l);
+  e.heads = c.num_attention_heads;
+  e.kv_heads = c.num_key_value_heads;
+  e.rows = T;
+  e.cells = N;
+  e.pass = pass_;
+  e.query_pos.assign(pos, pos + T);
+  for (int g = 0; g < e.kv_heads; ++g) {
+    const int* p = kpos + static_cast<long>(g) * stride;
+    e.key_pos.insert(e.key_pos.end(), p, p + N);
+  }
+  e.probs.assign(probs, probs + static_cast<long>(e.heads) * T * N);
+  observers_.emit(EventKind::attention, e, &Observer::on_attention);
+}
+
+template <typename S>
+void Engine<S>::mlp_block(int l, S* x, int T, Workspace& ws) {
+  const ModelConfig& c = w_->config;
+  const int C = c.hidden_size, F = c.intermediate_size;
+  const LayerWeights<S>& L = w_->layers[l];
+  backend_->rmsnorm(ws.h.data(), x, L.ffn_norm.data(), T, C, c.rms_norm_eps);
+  backend_->linear(ws.gate.data(), ws.h.data(), L.w1.data(), T, C, F);
+  backend_->linear(ws.up.data(), ws.h.data(), L.w3.data(), T, C, F);
+  backend_->swiglu(ws.gate.data(), ws.up.data(), static_cast<long>(T) * F);
+  backend_->linear(ws.o.data(), ws.gate.data(), L.w2.data(), T, F, C);
+  backend_->add(x, ws.o.data(), static_cast<long>(T) * C);
 }
 
 template <typename S>
@@ -424,23 +501,13 @@ void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
     e.bytes_held = kv_.bank_bytes_held(b);
     e.budget = kv_.bank(b).budget;
     e.evicted = kv_.bank(b).evicted_in_step;
-    observers_.emit(e, &Observer::on_kv_step);
+    observers_.emit(EventKind::kv_step, e, &Observer::on_kv_step);
   }
-  for (int b = 0; b < kv_.num_banks() && emit_h2o_scores_; ++b) {
+  for (int b = 0; b < kv_.num_banks() && observers_.wants(EventKind::h2o_scores); ++b) {
     const KvBank<S>& bank = kv_.bank(b);
     if (!bank.evicts() || bank.policy.kind != SequencePolicy::h2o) continue;
-    for (int g = 0; g < kv_.kv_heads(); ++g) {
-      H2oScoresEvent e;
-      e.step = step_;
-      e.bank = bank.kv_layer;
-      e.kv_head = g;
-      e.positions = kv_.positions(b, g);
-      for (int c = 0; c < bank.held(); ++c) {
-        e.scores.push_back(bank.score[static_cast<long>(c) * kv_.kv_heads() + g]);
-        e.counts.push_back(bank.count[static_cast<long>(c) * kv_.kv_heads() + g]);
-      }
-      observers_.emit(e, &Observer::on_h2o_scores);
-    }
+    ref::emit_h2o_scores(observers_, step_, bank.kv_layer, bank.held(), kv_.kv_heads(),
+                         bank.pos.data(), bank.score.data(), bank.count.data());
   }
   StepSummaryEvent s;
   s.step = step_;
@@ -449,7 +516,7 @@ void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
   s.position = pos_ - 1;
   s.kv_bytes_held = kv_.bytes_held();
   s.kv_bytes_allocated = kv_.bytes_allocated();
-  observers_.emit(s, &Observer::on_step_summary);
+  observers_.emit(EventKind::step_summary, s, &Observer::on_step_summary);
 }
 
 template <typename S>

@@ -1,5 +1,9 @@
-// The CPU reference engine: a Llama-style forward under any KV plan (techniques.md §1, §2), with
-// prefill (all prompt tokens at once) and decode (one token at a time) over one KV store.
+// The engine: the driver that walks a KV plan (techniques.md §1, §2) and calls a Backend for the
+// operations of each layer, with prefill (all prompt tokens at once) and decode (one token at a
+// time) over one KV store. The techniques are hooks in their own files: LCKV's iterative prefill
+// (lckv.cpp), eviction policies (policies.hpp), H2O scores (h2o.hpp), Squeeze importance
+// (importance.hpp, squeeze.hpp) and position modes (positions.hpp). Telemetry goes to subscribed
+// observers; what nobody subscribed to is not computed.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +13,10 @@
 
 #include "core/plan.hpp"
 #include "core/telemetry.hpp"
+#include "reference/backend.hpp"
 #include "reference/buffer.hpp"
+#include "reference/h2o.hpp"
+#include "reference/importance.hpp"
 #include "reference/kv_store.hpp"
 #include "reference/squeeze.hpp"
 #include "reference/weights.hpp"
@@ -34,7 +41,7 @@ struct PrefillSchedule {
 };
 
 struct EngineOptions {
-  int threads = 1;             // heads and projection rows are split across this many threads
+  int threads = 1;             // the CPU backend splits heads and projection rows across these
   int context = 0;             // tokens a sequence may reach; 0 = max_position_embeddings
   bool force_nodiag = false;   // mask the diagonal in every layer (§2)
   std::optional<KvPlan> plan;  // run under another plan; its KV layers need W_K, W_V
@@ -49,12 +56,22 @@ class Engine {
  public:
   // Validates the options against the weights (plan layers, W_K/W_V present, threads, context).
   // The engine shares ownership of the weights: it never outlives what it reads.
-  explicit Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions options = {});
+  // `backend`: null = the CPU reference backend with options.threads threads.
+  explicit Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions options = {},
+                  std::unique_ptr<Backend<S>> backend = nullptr);
   // Convenience for tests and small tools: the engine keeps its own copy of `weights`.
   explicit Engine(const ModelWeights<S>& weights, EngineOptions options = {})
       : Engine(std::make_shared<const ModelWeights<S>>(weights), std::move(options)) {}
 
-  void add_observer(Observer* o) { observers_.add(o); }
+  // Telemetry: `o` receives the event kinds in `kinds` (core/telemetry.hpp). add_observer
+  // subscribes to the cheap default kinds. The caller keeps `o` alive while it is subscribed.
+  void subscribe(Observer* o, EventMask kinds) { observers_.subscribe(o, kinds); }
+  void add_observer(Observer* o) {
+    observers_.subscribe(o, kDefaultEvents | (emit_h2o_scores_ ? mask(EventKind::h2o_scores) : 0));
+  }
+  void unsubscribe(Observer* o) { observers_.remove(o); }
+  Backend<S>& backend() { return *backend_; }
+  const Backend<S>& backend() const { return *backend_; }
   const KvPlan& plan() const { return plan_; }
   const ModelConfig& config() const { return w_->config; }
   const ModelWeights<S>& weights() const { return *w_; }
@@ -83,8 +100,8 @@ class Engine {
   // or measure_importance(true) was called.
   std::vector<double> layer_importance() const;
   void measure_importance(bool on) { measure_importance_ = on; }
-  // Emit H2oScoresEvent after each step for every H2O bank (telemetry on request).
-  void emit_h2o_scores(bool on) { emit_h2o_scores_ = on; }
+  // Subscribes every observer (present and future) to H2oScoresEvent as well.
+  void emit_h2o_scores(bool on);
 
   // Passes the last prefill ran per cyclic block (empty for plans without upward edges or a
   // token-by-token prefill).
@@ -103,36 +120,60 @@ class Engine {
   HeldKv held_kv(int bank) const;
 
  private:
-  // Runs rows tokens (T) at positions pos_ .. pos_+T-1. `batched`: the layer K/V of these rows are
-  // held apart and committed after the last layer (prefill); otherwise they enter the banks as
-  // each KV layer computes them (decode). Writes logits (T or 1, V).
+  // Runs T tokens at positions pos_ .. pos_+T-1. `batched`: the layer K/V of these rows are held
+  // apart and committed after the last layer (prefill); otherwise they enter the banks as each KV
+  // layer computes them (decode). Writes logits (T or 1, V).
   void forward(const int* tokens, int T, bool batched, bool all_logits, S* logits);
 
   // Per-bank K/V of the rows in flight (batched mode): (T, H_kv*D) each, empty when not computed.
   struct BankRows {
-    std::vector<Buffer<S>> k, v;                    // per bank: post-RoPE keys, values (T, H_kv*D)
-    std::vector<Buffer<S>> k_raw;                   // per bank, cache position mode: pre-RoPE keys
-    std::vector<std::vector<double>> score, count;  // per reading layer, H2O: (T, H_kv)
+    std::vector<Buffer<S>> k, v;   // per bank: post-RoPE keys, values (T, H_kv*D)
+    std::vector<Buffer<S>> k_raw;  // per bank, cache position mode: pre-RoPE keys
+    PromptScores h2o;              // per reading layer, H2O banks: the prompt's scores
   };
   // Scratch buffers of one forward call, sized for T rows.
   struct Workspace {
     Buffer<S> h, q, att, o, gate, up;
+    Buffer<S> probs;    // (H, T, N) when H2O or an observer needs them
+    Buffer<S> rotated;  // cache position mode: slot-rotated keys
   };
-  // One layer on the rows x (T, C), in place. Batched: a KV layer writes rows; readers read rows,
-  // or `prev` for upward readers (the targets' K/V from the previous pass). Otherwise the bank.
+  Workspace make_workspace(int T) const;
+  BankRows make_rows() const;
+  // One layer on the rows x (T, C), in place: attention then MLP. Batched: a KV layer writes
+  // rows; readers read rows, or `prev` for upward readers (the targets' K/V of the previous pass).
   void layer_forward(int l, S* x, const int* pos, int T, bool batched, BankRows& rows,
                      const BankRows* prev, Workspace& ws);
+  // x += W_O · Attn(RMSNorm(x)).
+  void attention_block(int l, S* x, const int* pos, int T, bool batched, BankRows& rows,
+                       const BankRows* prev, Workspace& ws);
+  // A KV layer's K, V of the rows: kept in `rows` (batched) or appended to its bank.
+  void write_kv(int l, const int* pos, int T, bool batched, BankRows& rows, Workspace& ws);
+  // Attention of the rows over the prompt's own rows (batched) or over the bank (decode).
+  void attend_rows(int l, const int* pos, int T, BankRows& rows, const BankRows& src,
+                   Workspace& ws);
+  void attend_bank(int l, const int* pos, int T, Workspace& ws);
+  // x += W_2 · (silu(W_1 h) ⊙ W_3 h), h = RMSNorm(x).
+  void mlp_block(int l, S* x, int T, Workspace& ws);
+  // The attention set of layer l (§2): causal or strict, the sliding window.
+  AttentionSet attention_set(int l) const;
+  bool needs_probs(int b) const;
+  void emit_attention(int l, const int* pos, int T, const int* kpos, int N, int stride,
+                      const S* probs) const;
+  // Batched prefill: the rows enter the banks; H2O banks get the prompt's scores.
+  void commit_rows(BankRows& rows, const int* pos, int T);
   // LCKV iterative encoding of cyclic block `index` over all T rows (reference/lckv.cpp).
   void run_cyclic_block(int index, S* x, const int* pos, int T, BankRows& rows, Workspace& ws);
   bool token_by_token(int T) const;
+  bool measuring_importance() const;
   // After a prefill: budgets (uniform or SqueezeAttention) and the policies' first eviction.
   void apply_prompt_budgets(int T);
+  void apply_squeeze_budgets(const std::vector<int>& evicting, int T);
   void emit_step(const char* phase, int tokens_in_step);
   void check_tokens(const int* tokens, int T) const;
 
   std::shared_ptr<const ModelWeights<S>> w_;
+  std::unique_ptr<Backend<S>> backend_;
   KvPlan plan_;
-  int threads_;
   int context_;
   bool force_nodiag_;
   KvStore<S> kv_;
@@ -145,10 +186,11 @@ class Engine {
   BudgetSpec budget_;
   SqueezeSpec squeeze_spec_;
   SqueezeResult squeeze_result_;
+  ImportanceMeter<S> importance_;
   bool measure_importance_ = false;
   bool emit_h2o_scores_ = false;
   bool in_prefill_ = false;
-  std::vector<double> cos_sum_, cos_count_;  // per layer: Σ_t cos(x_t, x_t + attn), tokens
+  int pass_ = 0;  // the LCKV pass running (attention telemetry); 0 outside iterative passes
   int pos_ = 0;
   int step_ = 0;
 };

@@ -13,8 +13,9 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/plan.hpp"
-#include "reference/attention.hpp"
 #include "reference/buffer.hpp"
+#include "reference/h2o.hpp"
+#include "reference/op_types.hpp"
 #include "reference/policies.hpp"
 
 namespace kvlab::ref {
@@ -128,29 +129,12 @@ class KvStore {
     bank.cells += n;
   }
 
-  // H2O bookkeeping: adds attention to the first N cells of bank b. probs (H, T, N) from
-  // attention() for query rows at qpos (T) under `set`; a cell's count grows by one for each
-  // query row and head that could see it. Query head h belongs to KV head h / (H / H_kv).
+  // H2O bookkeeping (reference/h2o.hpp): adds attention probs (H, T, N) of query rows at qpos
+  // (T) under `set` to the first N cells of bank b.
   void add_scores(int b, const S* probs, const int* qpos, AttentionSet set, int H, int T, int N) {
     KvBank<S>& bank = banks_[b];
-    add_scores_to(bank.score.data(), bank.count.data(), bank.pos.data(), probs, qpos, set, H, T, N,
-                  hkv_);
-  }
-  // The same over arrays laid out like a bank's (N, H_kv): score, count, pos.
-  static void add_scores_to(double* score, double* count, const int* pos, const S* probs,
-                            const int* qpos, AttentionSet set, int H, int T, int N, int hkv) {
-    const int group = H / hkv;
-    for (int h = 0; h < H; ++h) {
-      const int g = h / group;
-      for (int i = 0; i < T; ++i) {
-        const S* p = probs + (static_cast<long>(h) * T + i) * N;
-        for (int j = 0; j < N; ++j) {
-          const long c = static_cast<long>(j) * hkv + g;
-          score[c] += static_cast<double>(p[j]);
-          count[c] += set.allows(qpos[i], pos[c]) ? 1.0 : 0.0;
-        }
-      }
-    }
+    accumulate_h2o(bank.score.data(), bank.count.data(), bank.pos.data(), probs, qpos, set, H, T, N,
+                   hkv_);
   }
   // Replaces the scores of bank b's first n cells: score, count (n, H_kv).
   void set_scores(int b, const std::vector<double>& score, const std::vector<double>& count) {

@@ -61,7 +61,7 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
   for (pass = 1; pass <= max_passes; ++pass) {
     std::copy(input.begin(), input.end(), x);
     for (int l = blk.first; l <= blk.last; ++l) {
-      cos_sum_[l] = cos_count_[l] = 0;  // importance is measured on the last pass
+      importance_.restart(l);  // importance is measured on the last pass
       layer_forward(l, x, pos, T, /*batched=*/true, rows, &prev, ws);
     }
     // How far this pass moved each target's K/V; convergence looks at the largest relative move.
@@ -94,7 +94,7 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
     const bool converged = converge && worst < schedule_.eps;
     for (auto& e : events) {
       e.converged = converged;
-      observers_.emit(e, &Observer::on_prefill_pass);
+      observers_.emit(EventKind::prefill_pass, e, &Observer::on_prefill_pass);
     }
     for (int b : targets) {
       prev.k[b] = rows.k[b];

@@ -24,7 +24,8 @@ void linear(S* out, const S* x, const S* w, int T, int K, int N, int threads) {
   using Stride = Eigen::OuterStride<>;
 #ifdef KVLAB_HAVE_OPENBLAS
   if (T > 1) {
-    openblas_set_num_threads(threads);
+    // OpenBLAS's thread count is process-wide: set it only when this call needs another.
+    if (openblas_get_num_threads() != threads) openblas_set_num_threads(threads);
     if constexpr (std::is_same_v<S, float>) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, x, K, w, K, 0.0f, out, N);
     } else {

@@ -8,6 +8,8 @@
 #include <limits>
 #include <vector>
 
+#include "reference/op_types.hpp"
+
 namespace kvlab::ref {
 
 // out (T, C) = x (T, C) · w (C) / sqrt(mean_c x² + eps), row by row. `out` may alias `x`.
@@ -22,11 +24,6 @@ void rmsnorm(S* out, const S* x, const S* w, int T, int C, double eps) {
     for (int c = 0; c < C; ++c) orow[c] = xr[c] * inv * w[c];
   }
 }
-
-// Which dimensions RoPE rotates together. kvlab computes with `half` (Hugging Face: i with
-// i + D/2); checkpoints in `interleaved` pairing (Meta, llama2.c, GGUF: 2i with 2i+1) are
-// converted on load by permuting the rows of W_Q and W_K (rope_rows_interleaved_to_half).
-enum class RopePairing { half, interleaved };
 
 // Rotates, in place, every head of x (T, n_heads*D) by its row's position: pairs (a, b) become
 // (a cos θ - b sin θ, b cos θ + a sin θ) with θ = pos · theta^(-2i/D), i in [0, D/2).
