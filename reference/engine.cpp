@@ -210,6 +210,7 @@ std::vector<S> Engine<S>::prefill(const std::vector<int>& tokens, bool all_logit
   std::vector<S> logits((all_logits ? T : 1) * V);
   kv_.begin_step();
   passes_run_.clear();
+  exact_rows_ = T;
   in_prefill_ = true;
   if (!plan_.has_upward() || !token_by_token(T)) {
     // All rows at once; cyclic blocks (if any) run their passes inside (reference/lckv.cpp).

@@ -190,7 +190,8 @@ class Engine {
   bool measure_importance_ = false;
   bool emit_h2o_scores_ = false;
   bool in_prefill_ = false;
-  int pass_ = 0;  // the LCKV pass running (attention telemetry); 0 outside iterative passes
+  int exact_rows_ = 0;  // iterative prefill: rows of the stream provably exact so far
+  int pass_ = 0;        // the LCKV pass running (attention telemetry); 0 outside iterative passes
   int pos_ = 0;
   int step_ = 0;
 };

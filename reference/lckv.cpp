@@ -60,6 +60,7 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
   int pass = 0;
   for (pass = 1; pass <= max_passes; ++pass) {
     std::copy(input.begin(), input.end(), x);
+    pass_ = pass;
     for (int l = blk.first; l <= blk.last; ++l) {
       importance_.restart(l);  // importance is measured on the last pass
       layer_forward(l, x, pos, T, /*batched=*/true, rows, &prev, ws);
@@ -77,7 +78,9 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
       e.pass = pass;
       e.target_layer = kv_.bank(b).kv_layer;
       e.tokens = T;
-      e.tokens_exact = std::min(pass, T);
+      // Pass r makes rows 0..r-1 exact, given exact input rows: an earlier block that stopped
+      // after r' passes (converge mode) leaves only its first r' rows exact.
+      e.tokens_exact = std::min({pass, T, exact_rows_});
       e.max_abs_dk = dk.max_abs;
       e.mean_abs_dk = dk.mean_abs;
       e.max_abs_dv = dv.max_abs;
@@ -102,7 +105,9 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
     }
     if (converged) break;
   }
+  pass_ = 0;
   passes_run_.push_back(std::min(pass, max_passes));
+  exact_rows_ = std::min(exact_rows_, passes_run_.back());
 }
 
 template void Engine<float>::run_cyclic_block(int, float*, const int*, int, BankRows&, Workspace&);

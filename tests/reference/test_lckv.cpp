@@ -196,3 +196,33 @@ TEST(Lckv, ScheduleErrorsNameTheFlag) {
     EXPECT_NE(std::string(e.what()).find("--converge"), std::string::npos);
   }
 }
+
+TEST(Lckv, TokensExactFollowsTheEarlierBlocksInConvergeMode) {
+  // Two cyclic blocks ([0, 2] reads 2, [3, 5] reads 5). In converge mode the first block may stop
+  // after r passes; only its first r output rows are then exact, so no pass of the second block
+  // can make more than r tokens exact.
+  const ModelConfig c = tiny_config();
+  const KvPlan plan = KvPlan::parse("2_2_2_5_5_5", 6);
+  ASSERT_EQ(plan.cyclic_blocks().size(), 2u);
+  const int T = 14;
+  bool checked = false;
+  for (int seed = 1; seed <= 6; ++seed) {
+    const auto w = init_random<double>(c, plan, seed);
+    for (double eps : {0.3, 0.1, 0.03, 1e-2, 1e-3}) {
+      EngineOptions o = schedule(PrefillMode::converge);
+      o.schedule.eps = eps;
+      Engine<double> e(w, o);
+      RecordingObserver rec;
+      e.add_observer(&rec);
+      e.prefill(tokens(T));
+      ASSERT_EQ(e.passes_run().size(), 2u);
+      const int first = e.passes_run()[0];
+      for (const auto& p : rec.passes) {
+        const int bound = p.block == 0 ? std::min(p.pass, T) : std::min({p.pass, T, first});
+        EXPECT_EQ(p.tokens_exact, bound) << "seed " << seed << " eps " << eps;
+      }
+      checked = checked || e.passes_run()[1] > first;
+    }
+  }
+  EXPECT_TRUE(checked) << "no case where the second block ran longer than the first";
+}
