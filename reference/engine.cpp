@@ -420,7 +420,7 @@ void Engine<S>::attend_bank(int l, const int* pos, int T, Workspace& ws) {
   const ModelConfig& c = w_->config;
   const int H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
   const int b = kv_.bank_of_layer(l);
-  const KvBank<S>& bank = kv_.bank(b);
+  const BankMeta& bank = kv_.bank(b);
   const std::vector<int> kpos = kv_.head_positions(b);  // (H_kv, held)
   const int N = bank.held();
   const bool cache_mode = bank.evicts() && bank.policy.positions == PositionMode::cache;
@@ -431,9 +431,9 @@ void Engine<S>::attend_bank(int l, const int* pos, int T, Workspace& ws) {
   a.q = ws.q.data();
   a.qpos = pos;
   a.T = T;
-  a.k = rotate_for_bank(*backend_, cache_mode, ws.q.data(), pos[0], bank.k.data(), kpos.data(), N,
-                        H, Hkv, D, c.rope_theta, ws.rotated);
-  a.v = bank.v.data();
+  a.k = rotate_for_bank(*backend_, cache_mode, ws.q.data(), pos[0], kv_.keys(b), kpos.data(), N, H,
+                        Hkv, D, c.rope_theta, ws.rotated);
+  a.v = kv_.values(b);
   a.kpos = kpos.data();
   a.N = N;
   a.kpos_head_stride = N;
@@ -505,7 +505,7 @@ void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
     observers_.emit(EventKind::kv_step, e, &Observer::on_kv_step);
   }
   for (int b = 0; b < kv_.num_banks() && observers_.wants(EventKind::h2o_scores); ++b) {
-    const KvBank<S>& bank = kv_.bank(b);
+    const BankMeta& bank = kv_.bank(b);
     if (!bank.evicts() || bank.policy.kind != SequencePolicy::h2o) continue;
     ref::emit_h2o_scores(observers_, step_, bank.kv_layer, bank.held(), kv_.kv_heads(),
                          bank.pos.data(), bank.score.data(), bank.count.data());
@@ -554,10 +554,10 @@ typename Engine<S>::HeldKv Engine<S>::held_kv(int b) const {
   if (b < 0 || b >= kv_.num_banks()) {
     fail("bank", std::to_string(b), "must be in [0, " + std::to_string(kv_.num_banks()) + ")");
   }
-  const KvBank<S>& bank = kv_.bank(b);
+  const BankMeta& bank = kv_.bank(b);
   const long n = static_cast<long>(bank.held()) * kv_.row_size();
-  return {std::vector<S>(bank.k.begin(), bank.k.begin() + n),
-          std::vector<S>(bank.v.begin(), bank.v.begin() + n), bank.held()};
+  return {std::vector<S>(kv_.keys(b), kv_.keys(b) + n),
+          std::vector<S>(kv_.values(b), kv_.values(b) + n), bank.held()};
 }
 
 template class Engine<float>;

@@ -63,8 +63,8 @@ TEST(Lckv, EnoughPassesEqualTokenByTokenAndFewerPassesFixTheFirstTokens) {
         EXPECT_EQ(it.kv().positions(b), exact.kv().positions(b));
         for (std::size_t i = 0;
              i < static_cast<std::size_t>(exact.kv().bank(b).held()) * it.kv().row_size(); ++i) {
-          ASSERT_NEAR(it.kv().bank(b).k[i], exact.kv().bank(b).k[i], 1e-11) << spec;
-          ASSERT_NEAR(it.kv().bank(b).v[i], exact.kv().bank(b).v[i], 1e-11) << spec;
+          ASSERT_NEAR(it.kv().keys(b)[i], exact.kv().keys(b)[i], 1e-11) << spec;
+          ASSERT_NEAR(it.kv().values(b)[i], exact.kv().values(b)[i], 1e-11) << spec;
         }
       }
     }
@@ -146,9 +146,9 @@ TEST(Lckv, PassEventsReportErrorAgainstExactKv) {
   Engine<double> it(w, schedule(PrefillMode::fixed, T));
   const int b = it.kv().bank_of_layer(1);  // the target bank (layer 4)
   const long n = static_cast<long>(T) * it.kv().row_size();
-  const auto& eb = exact.kv().bank(b);
-  it.set_exact_kv(b, std::vector<double>(eb.k.begin(), eb.k.begin() + n),
-                  std::vector<double>(eb.v.begin(), eb.v.begin() + n));
+  ASSERT_EQ(exact.kv().bank(b).held(), T);
+  it.set_exact_kv(b, std::vector<double>(exact.kv().keys(b), exact.kv().keys(b) + n),
+                  std::vector<double>(exact.kv().values(b), exact.kv().values(b) + n));
   RecordingObserver rec;
   it.add_observer(&rec);
   it.prefill(tokens(T));

@@ -117,8 +117,8 @@ TEST(KvStorePolicies, H2oSelectsPerKvHead) {
   EXPECT_EQ(store.positions(0, 1), (std::vector<int>{3, 5}));
   // The K/V rows moved with their cells: head 1's first kept row is cell 3's.
   const int D = c.head_dim;
-  EXPECT_EQ(store.bank(0).k[0], k[1 * row]);
-  EXPECT_EQ(store.bank(0).k[D], k[3 * row + D]);
+  EXPECT_EQ(store.keys(0)[0], k[1 * row]);
+  EXPECT_EQ(store.keys(0)[D], k[3 * row + D]);
   EXPECT_EQ(store.bank(0).evicted_in_step, 4);
   EXPECT_EQ(store.bank(0).capacity, 3);  // budget + 1: the next step's token
 }
