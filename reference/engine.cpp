@@ -70,6 +70,23 @@ Engine<S>::Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions 
            "streaming, h2o)");
     }
   }
+  validate_policy_budget();
+}
+
+template <typename S>
+void Engine<S>::validate_policy_budget() {
+  // No silent fallbacks (issue 11): every combination either means one thing or is refused.
+  if (squeeze_spec_.enabled && policy_.kind == SequencePolicy::window && policy_.window > 0) {
+    fail("--policy", policy_.to_string(),
+         "SqueezeAttention sets each bank's budget; use window without :W together with it");
+  }
+  if (policy_.kind != SequencePolicy::full && budget_.unset() && !squeeze_spec_.enabled &&
+      !(policy_.kind == SequencePolicy::window && policy_.window > 0)) {
+    fail("--budget", "(none)",
+         policy_.to_string() +
+             " evicts down to a budget: give --budget (tokens, or a fraction of the prompt) or "
+             "SqueezeAttention budgets");
+  }
   if (policy_.kind == SequencePolicy::window && policy_.window > 0) {
     if (!budget_.unset() && budget_.tokens != policy_.window) {
       fail("--budget",
@@ -77,6 +94,10 @@ Engine<S>::Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions 
            "window:" + std::to_string(policy_.window) + " already sets the budget");
     }
     budget_.tokens = policy_.window;
+  }
+  if (budget_.tokens > context_) {
+    fail("--budget", std::to_string(budget_.tokens) + " tokens",
+         "must be at most the context, " + std::to_string(context_) + " tokens");
   }
   if (policy_.kind == SequencePolicy::streaming && budget_.tokens > 0 &&
       budget_.tokens <= policy_.sinks) {

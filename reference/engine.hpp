@@ -170,6 +170,7 @@ class Engine {
   void apply_squeeze_budgets(const std::vector<int>& evicting, int T);
   void emit_step(const char* phase, int tokens_in_step);
   void check_tokens(const int* tokens, int T) const;
+  void validate_policy_budget();
 
   std::shared_ptr<const ModelWeights<S>> w_;
   std::unique_ptr<Backend<S>> backend_;

@@ -252,3 +252,45 @@ TEST(Checkpoint, EitherRopePairingLoadsToTheSameLogits) {
             a.layers[0].wq);
   std::filesystem::remove_all(base);
 }
+
+namespace {
+// The message of the kvlab::Error that constructing an engine with `o` throws ("" if none).
+std::string engine_error(const EngineOptions& o) {
+  const auto w = init_random<double>(tiny_config(), KvPlan::parse("standard", 6), 1);
+  try {
+    Engine<double> e(w, o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(EngineErrors, NoSilentPolicyFallbacks) {
+  EngineOptions o;
+  // An evicting policy without a budget used to keep everything.
+  o.policy = PolicySpec::parse("h2o");
+  EXPECT_NE(engine_error(o).find("--budget = (none)"), std::string::npos) << engine_error(o);
+  o.policy = PolicySpec::parse("streaming:2");
+  EXPECT_NE(engine_error(o).find("--budget"), std::string::npos);
+  o.policy = PolicySpec::parse("window:4");  // the window is the budget
+  EXPECT_EQ(engine_error(o), "");
+  // A budget past the context used to be clamped without a word (context 64 here).
+  o.policy = PolicySpec::parse("h2o");
+  o.budget = BudgetSpec::parse("65");
+  EXPECT_NE(engine_error(o).find("must be at most the context, 64 tokens"), std::string::npos)
+      << engine_error(o);
+  o.budget = BudgetSpec::parse("64");
+  EXPECT_EQ(engine_error(o), "");
+  o.policy = PolicySpec::parse("window:80");
+  o.budget = {};
+  EXPECT_NE(engine_error(o).find("--budget = 80 tokens"), std::string::npos) << engine_error(o);
+  // window:W with SqueezeAttention used to ignore W.
+  o.policy = PolicySpec::parse("window:8");
+  o.squeeze.enabled = true;
+  o.squeeze.f0 = 0.5;
+  o.squeeze.f3 = 0.2;
+  EXPECT_NE(engine_error(o).find("--policy = window:8"), std::string::npos) << engine_error(o);
+  o.policy = PolicySpec::parse("window");
+  EXPECT_EQ(engine_error(o), "");
+}
