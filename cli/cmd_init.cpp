@@ -5,6 +5,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "core/error.hpp"
+#include "core/formats/config_json.hpp"
 #include "core/tokenizer.hpp"
 #include "reference/checkpoint.hpp"
 

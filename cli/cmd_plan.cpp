@@ -9,6 +9,7 @@
 #include "cli/common.hpp"
 #include "core/accounting.hpp"
 #include "core/error.hpp"
+#include "core/formats/config_json.hpp"
 #include "core/plan.hpp"
 
 namespace kvlab::cli {
