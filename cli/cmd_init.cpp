@@ -6,7 +6,7 @@
 #include "cli/common.hpp"
 #include "core/error.hpp"
 #include "core/formats/config_json.hpp"
-#include "core/tokenizer.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 #include "reference/checkpoint.hpp"
 
 namespace kvlab::cli {

@@ -1,4 +1,4 @@
-#include "core/tokenizer_llama2c.hpp"
+#include "core/tokenizers/llama2c.hpp"
 
 #include <cmath>
 #include <cstdint>

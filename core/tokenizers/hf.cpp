@@ -1,4 +1,4 @@
-#include "core/tokenizer_hf.hpp"
+#include "core/tokenizers/hf.hpp"
 
 #include <algorithm>
 #include <cstdint>
