@@ -3,12 +3,13 @@
 #include "core/tokenizers/hf.hpp"
 
 #include <cstdint>
-#include <queue>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/tokenizers/bpe_merge.hpp"
 #include "core/tokenizers/hf_pretokenizer.hpp"
 #include "core/tokenizers/hf_state.hpp"
 #include "core/tokenizers/unicode.hpp"
@@ -21,21 +22,6 @@ using hf::byte_map;
 using hf::Pattern;
 using hf::regex_split;
 using unicode::utf8_next;
-
-int parse_byte_token(std::string_view p) {
-  if (p.size() != 6 || p.substr(0, 3) != "<0x" || p[5] != '>') return -1;
-  int v = 0;
-  for (size_t i = 3; i < 5; ++i) {
-    const char ch = p[i];
-    int d = -1;
-    if (ch >= '0' && ch <= '9') d = ch - '0';
-    if (ch >= 'A' && ch <= 'F') d = ch - 'A' + 10;
-    if (ch >= 'a' && ch <= 'f') d = ch - 'a' + 10;
-    if (d < 0) return -1;
-    v = v * 16 + d;
-  }
-  return v;
-}
 
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
   if (from.empty()) return;
@@ -203,49 +189,17 @@ void bpe_word(const State& st, const std::string& word, std::vector<int>& ids) {
     }
     // Without an unk token the character is dropped, as tokenizers does.
   }
-  // Apply the lowest-ranked merge present (the leftmost on ties) until none applies, with a
-  // linked list of symbols and a heap of candidate pairs (stale entries are skipped), as
-  // tokenizers does.
-  const size_t n = sym.size();
-  std::vector<size_t> next(n), prev(n);
-  std::vector<bool> alive(n, true);
-  for (size_t k = 0; k < n; ++k) {
-    next[k] = k + 1;
-    prev[k] = k - 1;  // wraps for k = 0; never read there
-  }
-  struct Cand {
-    int rank;
-    size_t left, right;
-    int left_id, right_id, merged;
-  };
-  const auto worse = [](const Cand& a, const Cand& b) {
-    return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
-  };
-  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
-  const auto push = [&](size_t left, size_t right) {
-    const auto it = st.merges.find(State::key(sym[left], sym[right]));
+  // Apply the lowest-ranked merge present (the leftmost on ties) until none applies, as
+  // tokenizers does: the shared BPE loop (core/tokenizers/bpe_merge.hpp).
+  const std::vector<int> merged = bpe_merge(std::move(sym), [&st](int left, int right) {
+    std::optional<BpeMerge> m;
+    const auto it = st.merges.find(State::key(left, right));
     if (it != st.merges.end()) {
-      heap.push({it->second.first, left, right, sym[left], sym[right], it->second.second});
+      m = BpeMerge{static_cast<double>(it->second.first), it->second.second};
     }
-  };
-  for (size_t k = 0; k + 1 < n; ++k) push(k, k + 1);
-  while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
-    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right || sym[c.left] != c.left_id ||
-        sym[c.right] != c.right_id) {
-      continue;
-    }
-    sym[c.left] = c.merged;
-    alive[c.right] = false;
-    next[c.left] = next[c.right];
-    if (next[c.left] < n) prev[next[c.left]] = c.left;
-    if (c.left > 0) push(prev[c.left], c.left);
-    if (next[c.left] < n) push(c.left, next[c.left]);
-  }
-  for (size_t k = 0; k < n; ++k) {
-    if (alive[k]) ids.push_back(sym[k]);
-  }
+    return m;
+  });
+  ids.insert(ids.end(), merged.begin(), merged.end());
 }
 
 }  // namespace
@@ -309,7 +263,7 @@ std::string HfTokenizer::decode_token(int id) const {
         replace_all(s, d.a, d.b);
         break;
       case State::Dec::ByteFallback: {
-        const int b = parse_byte_token(s);
+        const int b = parse_byte_piece(s);
         if (b >= 0) s = std::string(1, static_cast<char>(b));
         break;
       }
