@@ -5,7 +5,7 @@
 #include "cli/commands.hpp"
 #include "cli/model_io.hpp"
 #include "core/error.hpp"
-#include "core/npy.hpp"
+#include "core/formats/npy.hpp"
 
 namespace kvlab::cli {
 namespace {

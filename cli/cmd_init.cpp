@@ -5,7 +5,8 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "core/error.hpp"
-#include "core/tokenizer.hpp"
+#include "core/formats/config_json.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 #include "reference/checkpoint.hpp"
 
 namespace kvlab::cli {

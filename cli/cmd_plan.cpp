@@ -4,12 +4,15 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "core/accounting.hpp"
 #include "core/error.hpp"
+#include "core/formats/config_json.hpp"
 #include "core/plan.hpp"
+#include "core/plan_diagram.hpp"
 
 namespace kvlab::cli {
 namespace {
@@ -71,8 +74,8 @@ ModelConfig config_for(const PlanOptions& o) {
 
 // One row per layer, top layer first: '#' = the layer reads itself (KV layer), '^' = it reads the
 // layer above marked in that column, 'v' = a layer below; '.' elsewhere.
-void draw(const KvPlan& p) {
-  const int L = p.layers();
+void draw(const PlanDiagram& d) {
+  const int L = d.layers;
   if (L > 64) {
     std::printf("(drawing omitted for %d layers; see the table)\n", L);
     return;
@@ -80,14 +83,41 @@ void draw(const KvPlan& p) {
   std::printf("who reads whom (row = layer, column = the layer whose K/V it reads):\n");
   std::printf("       # reads itself (KV layer)   ^ reads a layer above   v reads a layer below\n");
   for (int l = L - 1; l >= 0; --l) {
+    const PlanDiagramNode& n = d.nodes[static_cast<size_t>(l)];
     std::string row(L, '.');
-    const int t = p.kv_of(l);
-    row[t] = t == l ? '#' : (t > l ? '^' : 'v');
-    std::printf("  %4d %s%s\n", l, row.c_str(), p.sliding(l) ? "  (sliding)" : "");
+    row[n.reads] = n.kv_layer ? '#' : (n.upward ? '^' : 'v');
+    std::printf("  %4d %s%s\n", l, row.c_str(), n.sliding ? "  (sliding)" : "");
   }
   std::string axis(L, ' ');
   for (int c = 0; c < L; c += 5) axis[c] = '|';
   std::printf("       %s\n       0 (columns: layers 0..%d)\n", axis.c_str(), L - 1);
+}
+
+// The diagram for --json: nodes, read edges [reader, KV layer], upward edges, cyclic blocks.
+nlohmann::json diagram_json(const PlanDiagram& d) {
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const PlanDiagramNode& n : d.nodes) {
+    nodes.push_back({{"layer", n.layer},
+                     {"reads", n.reads},
+                     {"kv_layer", n.kv_layer},
+                     {"upward", n.upward},
+                     {"sliding", n.sliding},
+                     {"cyclic_block", n.cyclic_block >= 0 ? nlohmann::json(n.cyclic_block)
+                                                          : nlohmann::json(nullptr)}});
+  }
+  const auto edges = [](const std::vector<PlanDiagramEdge>& v) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const PlanDiagramEdge& e : v) a.push_back({e.reader, e.kv_layer});
+    return a;
+  };
+  nlohmann::json blocks = nlohmann::json::array();
+  for (const CyclicBlock& b : d.cyclic_blocks) blocks.push_back({b.first, b.last});
+  return {{"layers", d.layers},
+          {"nodes", nodes},
+          {"read_edges", edges(d.read_edges)},
+          {"upward_edges", edges(d.upward_edges)},
+          {"cyclic_blocks", blocks},
+          {"kv_layers", d.kv_layers}};
 }
 
 std::string list(const std::vector<int>& v) {
@@ -152,6 +182,7 @@ void run_plan(const PlanOptions& o) {
                           {"b", sched.b},
                           {"token_by_token", blocks.empty() ? false : sched.token_by_token},
                           {"passes", blocks.empty() ? 1 : sched.passes}};
+    j["diagram"] = diagram_json(plan_diagram(plan));
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -188,7 +219,7 @@ void run_plan(const PlanOptions& o) {
                 plan.is_kv_layer(l) ? ranges(plan.readers(l)).c_str() : "");
   }
   std::printf("\n");
-  draw(plan);
+  draw(plan_diagram(plan));
   std::printf("\nKV bytes per token  %s B  (standard: %s B, ratio %.4f = %d/%d KV layers)\n",
               group_digits(bpt).c_str(), group_digits(bpt_std).c_str(),
               static_cast<double>(bpt) / static_cast<double>(bpt_std), plan.num_kv_layers(),

@@ -7,8 +7,8 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/eval.hpp"
-#include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/formats/atomic_file.hpp"
 
 namespace kvlab::cli {
 namespace {

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.hpp"
+#include "core/formats/config_json.hpp"
 
 namespace kvlab::cli {
 

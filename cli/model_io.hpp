@@ -9,7 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/error.hpp"
-#include "core/tokenizer.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 #include "reference/checkpoint.hpp"
 #include "reference/engine.hpp"
 

@@ -1,7 +1,6 @@
-// Model configuration with Hugging Face Llama field names, read from and written to config.json.
+// Model configuration with Hugging Face Llama field names; config.json: core/formats/config_json.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -28,13 +27,6 @@ struct ModelConfig {
   // layer has W_K and W_V; `kv_layers` (if >= 0) counts only that many layers with W_K, W_V.
   long long parameter_count(int kv_layers = -1) const;
 };
-
-// Parses a Hugging Face style config object. Unknown fields are ignored; `head_dim` and
-// `num_key_value_heads` default as in transformers. Validates. Throws kvlab::Error.
-ModelConfig config_from_json(const nlohmann::json& j);
-nlohmann::json config_to_json(const ModelConfig& c);  // HF field names, "model_type": "llama"
-
-ModelConfig load_config(const std::string& path);     // reads and validates a config.json
 
 struct ModelPreset {
   std::string name;         // e.g. "tinyllama-1.1b"

@@ -14,9 +14,10 @@
 #include <set>
 #include <sstream>
 
-#include "core/atomic_file.hpp"
 #include "core/error.hpp"
-#include "core/safetensors.hpp"
+#include "core/formats/atomic_file.hpp"
+#include "core/formats/config_json.hpp"
+#include "core/formats/safetensors.hpp"
 #include "reference/ops.hpp"
 
 namespace kvlab::ref {

@@ -5,7 +5,7 @@
 #include <random>
 
 #include "core/error.hpp"
-#include "core/tokenizer.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 
 namespace kvlab::ref {
 TaskExample make_passkey(int length, std::uint64_t seed, const Tokenizer& tok) {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/tokenizer.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 #include "reference/engine.hpp"
 
 namespace kvlab::ref {

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "core/npy.hpp"
-#include "core/safetensors.hpp"
+#include "core/formats/npy.hpp"
+#include "core/formats/safetensors.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "core/npy.hpp"
+#include "core/formats/npy.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;

@@ -6,6 +6,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/formats/config_json.hpp"
 
 using kvlab::ModelConfig;
 using nlohmann::json;

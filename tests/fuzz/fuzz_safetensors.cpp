@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/error.hpp"
-#include "core/safetensors.hpp"
+#include "core/formats/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // open_safetensors reads a path (it memory-maps the file), so each input goes through a file

@@ -9,8 +9,8 @@
 #include <string_view>
 
 #include "core/error.hpp"
-#include "core/tokenizer_hf.hpp"
-#include "core/tokenizer_llama2c.hpp"
+#include "core/tokenizers/hf.hpp"
+#include "core/tokenizers/llama2c.hpp"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/npy.hpp"
+#include "core/formats/npy.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/npy.hpp"
+#include "core/formats/npy.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;

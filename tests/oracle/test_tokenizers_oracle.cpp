@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "core/tokenizer.hpp"
-#include "core/tokenizer_hf.hpp"
+#include "core/tokenizers/hf.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;

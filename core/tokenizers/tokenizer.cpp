@@ -1,12 +1,12 @@
-#include "core/tokenizer.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 
 #include <charconv>
 #include <filesystem>
 #include <fstream>
 
 #include "core/error.hpp"
-#include "core/tokenizer_hf.hpp"
-#include "core/tokenizer_llama2c.hpp"
+#include "core/tokenizers/hf.hpp"
+#include "core/tokenizers/llama2c.hpp"
 
 namespace kvlab {
 namespace {

@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
-#include "core/npy.hpp"
+#include "core/formats/npy.hpp"
 
 namespace fs = std::filesystem;
 

@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/tokenizer.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 
 namespace kvlab {
 

@@ -13,9 +13,9 @@
 #include <limits>
 #include <sstream>
 
-#include "core/atomic_file.hpp"
 #include "core/error.hpp"
-#include "core/safetensors.hpp"
+#include "core/formats/atomic_file.hpp"
+#include "core/formats/safetensors.hpp"
 
 namespace fs = std::filesystem;
 using kvlab::TensorDtype;

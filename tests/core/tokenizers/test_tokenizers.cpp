@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "core/tokenizer.hpp"
-#include "core/tokenizer_hf.hpp"
-#include "core/tokenizer_llama2c.hpp"
+#include "core/tokenizers/hf.hpp"
+#include "core/tokenizers/llama2c.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 
 namespace {
 

@@ -1,13 +1,14 @@
-#include "core/tokenizer_llama2c.hpp"
+#include "core/tokenizers/llama2c.hpp"
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
-#include <queue>
+#include <optional>
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/tokenizers/bpe_merge.hpp"
 
 namespace kvlab {
 namespace {
@@ -48,22 +49,6 @@ class Reader {
   const std::string& source_;
   size_t pos_ = 0;
 };
-
-// "<0xXX>" (hex digits in either case) -> the byte; -1 otherwise.
-int parse_byte_piece(std::string_view p) {
-  if (p.size() != 6 || p.substr(0, 3) != "<0x" || p[5] != '>') return -1;
-  int v = 0;
-  for (int i = 3; i < 5; ++i) {
-    const char c = p[static_cast<size_t>(i)];
-    int d = -1;
-    if (c >= '0' && c <= '9') d = c - '0';
-    if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    if (d < 0) return -1;
-    v = v * 16 + d;
-  }
-  return v;
-}
 
 }  // namespace
 
@@ -131,7 +116,6 @@ int Llama2cTokenizer::lookup(std::string_view s) const {
 
 std::vector<int> Llama2cTokenizer::encode(std::string_view text, bool add_bos) const {
   std::vector<int> ids;
-  if (add_bos) ids.push_back(kBos);
   if (!text.empty()) {
     const int space = lookup(" ");
     if (space >= 0) ids.push_back(space);
@@ -154,55 +138,21 @@ std::vector<int> Llama2cTokenizer::encode(std::string_view text, bool add_bos) c
     i = end;
   }
   // Merge the best-scoring adjacent pair (the leftmost on ties; run.c ignores scores <= -1e10)
-  // until none is in the vocabulary. Symbols form a linked list and candidate pairs a heap, so
-  // this is O(n log n) rather than run.c's rescan of every pair after each merge; stale heap
-  // entries (a side merged away or changed) are skipped.
-  const size_t first = add_bos ? 1 : 0;  // BOS never merges
-  const size_t n = ids.size();
-  std::vector<size_t> next(n), prev(n);
-  std::vector<bool> alive(n, true);
-  for (size_t k = 0; k < n; ++k) {
-    next[k] = k + 1;
-    prev[k] = k - 1;  // wraps for k = 0; never read there
-  }
-  struct Cand {
-    float score;
-    size_t left, right;
-    int left_id, right_id, merged;
-  };
-  const auto worse = [](const Cand& a, const Cand& b) {
-    return a.score != b.score ? a.score < b.score : a.left > b.left;
-  };
-  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
+  // until none is in the vocabulary: the shared BPE loop (core/tokenizers/bpe_merge.hpp), which
+  // is O(n log n) rather than run.c's rescan of every pair after each merge. BOS never merges.
   std::string pair;
-  const auto push = [&](size_t left, size_t right) {
-    pair = pieces_[static_cast<size_t>(ids[left])];
-    pair += pieces_[static_cast<size_t>(ids[right])];
+  std::vector<int> out = bpe_merge(std::move(ids), [&](int left, int right) {
+    pair = pieces_[static_cast<size_t>(left)];
+    pair += pieces_[static_cast<size_t>(right)];
     const int id = lookup(pair);
+    std::optional<BpeMerge> m;
     if (id >= 0 && scores_[static_cast<size_t>(id)] > -1e10f) {
-      heap.push({scores_[static_cast<size_t>(id)], left, right, ids[left], ids[right], id});
+      // Lower priorities merge first: the negated score (exact in double).
+      m = BpeMerge{-static_cast<double>(scores_[static_cast<size_t>(id)]), id};
     }
-  };
-  for (size_t k = first; k + 1 < n; ++k) push(k, k + 1);
-  while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
-    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right || ids[c.left] != c.left_id ||
-        ids[c.right] != c.right_id) {
-      continue;
-    }
-    ids[c.left] = c.merged;
-    alive[c.right] = false;
-    next[c.left] = next[c.right];
-    if (next[c.left] < n) prev[next[c.left]] = c.left;
-    if (c.left > first) push(prev[c.left], c.left);
-    if (next[c.left] < n) push(c.left, next[c.left]);
-  }
-  std::vector<int> out;
-  out.reserve(n);
-  for (size_t k = 0; k < n; ++k) {
-    if (alive[k]) out.push_back(ids[k]);
-  }
+    return m;
+  });
+  if (add_bos) out.insert(out.begin(), kBos);
   return out;
 }
 

@@ -1,4 +1,4 @@
-#include "core/npy.hpp"
+#include "core/formats/npy.hpp"
 
 #include <bit>
 #include <cctype>
@@ -7,8 +7,8 @@
 #include <iterator>
 #include <utility>
 
-#include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/formats/atomic_file.hpp"
 
 static_assert(std::endian::native == std::endian::little, "kvlab writes '<' (little-endian) data");
 

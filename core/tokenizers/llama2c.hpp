@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/tokenizer.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 
 namespace kvlab {
 

@@ -49,9 +49,9 @@ class ByteTokenizer final : public Tokenizer {
 // integer, or an id outside the range (the value is the offending item).
 std::vector<int> parse_token_list(std::string_view text, int vocab_size);
 
-// Opens a tokenizer file: a Hugging Face tokenizer.json (HfTokenizer, core/tokenizer_hf.hpp)
+// Opens a tokenizer file: a Hugging Face tokenizer.json (HfTokenizer, core/tokenizers/hf.hpp)
 // when the name ends in ".json" (or, unless it ends in ".bin", the content starts with '{'),
-// otherwise a llama2.c tokenizer.bin (Llama2cTokenizer, core/tokenizer_llama2c.hpp). A directory
+// otherwise a llama2.c tokenizer.bin (Llama2cTokenizer, core/tokenizers/llama2c.hpp). A directory
 // is searched for tokenizer.json, then tokenizer.bin. Throws kvlab::Error (field "--tokenizer")
 // for a missing file or a directory with neither, and the loaders' named errors for bad contents.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);

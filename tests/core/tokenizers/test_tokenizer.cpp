@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "core/error.hpp"
-#include "core/tokenizer.hpp"
+#include "core/tokenizers/tokenizer.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "core/safetensors.hpp"
+#include "core/formats/safetensors.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -13,8 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/formats/atomic_file.hpp"
 
 static_assert(std::endian::native == std::endian::little,
               "safetensors data is little-endian; kvlab reads it in place");
