@@ -44,7 +44,8 @@ void JsonlObserver::on_step_summary(const StepSummaryEvent& e) {
                       {"tokens_in_step", e.tokens_in_step},
                       {"position", e.position},
                       {"kv_bytes_held", e.kv_bytes_held},
-                      {"kv_bytes_allocated", e.kv_bytes_allocated}};
+                      {"kv_bytes_allocated", e.kv_bytes_allocated},
+                      {"h2o_score_bytes", e.h2o_score_bytes}};
   std::lock_guard<std::mutex> lock(mu_);
   out_ << j.dump() << '\n';
 }

@@ -35,6 +35,7 @@ struct StepSummaryEvent {
   int position = 0;                // position of the last token processed
   std::int64_t kv_bytes_held = 0;  // sum over banks
   std::int64_t kv_bytes_allocated = 0;
+  std::int64_t h2o_score_bytes = 0;  // H2O's scores and counts (§7: apart from the K/V)
 };
 
 // Iterative prefill of a cyclic block (techniques.md §3): after each pass, one event per upward

@@ -538,6 +538,7 @@ void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
   s.position = pos_ - 1;
   s.kv_bytes_held = kv_.bytes_held();
   s.kv_bytes_allocated = kv_.bytes_allocated();
+  s.h2o_score_bytes = kv_.score_bytes_held();
   observers_.emit(EventKind::step_summary, s, &Observer::on_step_summary);
 }
 

@@ -183,6 +183,16 @@ std::int64_t KvLayout::bytes_allocated(int elem) const {
   return s;
 }
 
+std::int64_t KvLayout::score_bytes_held() const {
+  std::int64_t s = 0;
+  for (const auto& b : banks_) {
+    if (b.evicts() && b.policy.kind == SequencePolicy::h2o) {
+      s += static_cast<std::int64_t>(b.cells) * hkv_ * 2 * sizeof(double);
+    }
+  }
+  return s;
+}
+
 template void KvLayout::add_scores(int, const float*, const int*, AttentionSet, int, int, int);
 template void KvLayout::add_scores(int, const double*, const int*, AttentionSet, int, int, int);
 

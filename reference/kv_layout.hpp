@@ -93,6 +93,9 @@ class KvLayout {
   std::int64_t bank_bytes_held(int b, int elem) const;
   std::int64_t bytes_held(int elem) const;
   std::int64_t bytes_allocated(int elem) const;
+  // H2O's bookkeeping (§7: reported apart from the K/V): score and count, two float64 per cell
+  // per KV head, for the cells H2O banks hold now.
+  std::int64_t score_bytes_held() const;
 
  private:
   void resize(int b, int rows, KvStorageOps& storage);

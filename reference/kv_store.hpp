@@ -68,6 +68,8 @@ class KvStore {
   // Bytes actually allocated for K and V (the storage's). Without eviction this equals core's
   // accounting for the plan and context; an evicting bank keeps budget + 1 rows.
   std::int64_t bytes_allocated() const { return storage_->bytes_allocated(); }
+  // H2O score and count arrays of the held cells: bookkeeping, not in the K/V figures (§7).
+  std::int64_t score_bytes_held() const { return layout_.score_bytes_held(); }
 
  private:
   KvLayout layout_;

@@ -115,6 +115,11 @@ TEST(CliGenerate, PolicyAndH2oScoresTelemetry) {
       ++scores;
       EXPECT_EQ(j["positions"].size(), 8u);  // floor(0.5 x 17 prompt tokens)
     }
+    if (j["event"] == "step") {
+      // Scores and counts (2 float64) per held cell per KV head, 3 banks x 6 heads x 8 cells,
+      // reported apart from the K/V bytes (§7).
+      EXPECT_EQ(j["h2o_score_bytes"], 3 * 6 * 8 * 16) << line;
+    }
   }
   EXPECT_EQ(scores, 3 * 3 * 6);  // 3 steps x 3 banks x 6 KV heads
   fs::remove(tele);

@@ -442,7 +442,8 @@ TEST_F(CliRun, TelemetryJsonLines) {
                                              "tokens_in_step",
                                              "position",
                                              "kv_bytes_held",
-                                             "kv_bytes_allocated"};
+                                             "kv_bytes_allocated",
+                                             "h2o_score_bytes"};
   const int map[4] = {0, 0, 2, 2};                 // cla:2 on 4 layers
   const std::int64_t bank_bytes = 2 * 2 * 16 * 4;  // per token per bank: (K, V) x H_kv x D x f32
   const std::int64_t per_token = 2 * bank_bytes;   // 2 KV layers
