@@ -65,6 +65,8 @@ nlohmann::json prefill_pass_json(const PrefillPassEvent& e) {
                       {"mean_abs_dv", e.mean_abs_dv},
                       {"rel_dk", e.rel_dk},
                       {"rel_dv", e.rel_dv},
+                      {"rel_mean_dk", e.rel_mean_dk},
+                      {"rel_mean_dv", e.rel_mean_dv},
                       {"converged", e.converged}};
   if (e.err_k >= 0) {
     j["err_k"] = e.err_k;

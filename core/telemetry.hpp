@@ -49,7 +49,8 @@ struct PrefillPassEvent {
   int tokens = 0;        // prompt tokens T
   int tokens_exact = 0;  // min(pass, T): tokens whose K/V are provably exact
   double max_abs_dk = 0, mean_abs_dk = 0, max_abs_dv = 0, mean_abs_dv = 0;
-  double rel_dk = 0, rel_dv = 0;  // max |Δ| / max |value| of this pass's K (V)
+  double rel_dk = 0, rel_dv = 0;            // max |Δ| / max |value| of this pass's K (V)
+  double rel_mean_dk = 0, rel_mean_dv = 0;  // mean |Δ| / max |value| (§3: "mean ... relative")
   double err_k = -1, err_v = -1;  // max |K - K_exact| / max |K_exact| when an exact run is known
   bool converged = false;         // convergence mode: this pass met the threshold
 };

@@ -13,7 +13,7 @@ namespace kvlab::ref {
 namespace {
 
 struct Delta {
-  double max_abs = 0, mean_abs = 0, rel = 0;
+  double max_abs = 0, mean_abs = 0, rel = 0, rel_mean = 0;
 };
 
 // |now - before| statistics, relative to the largest |now|.
@@ -29,6 +29,7 @@ Delta delta(const A& now, const B& before) {
   }
   d.mean_abs = now.empty() ? 0 : sum / static_cast<double>(now.size());
   d.rel = scale > 0 ? d.max_abs / scale : (d.max_abs > 0 ? 1.0 : 0.0);
+  d.rel_mean = scale > 0 ? d.mean_abs / scale : (d.mean_abs > 0 ? 1.0 : 0.0);
   return d;
 }
 
@@ -87,6 +88,8 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
       e.mean_abs_dv = dv.mean_abs;
       e.rel_dk = dk.rel;
       e.rel_dv = dv.rel;
+      e.rel_mean_dk = dk.rel_mean;
+      e.rel_mean_dv = dv.rel_mean;
       if (static_cast<long>(exact_k_[b].size()) == kv_size) {
         // Error against the exact (token-by-token) K/V: delta() relative to the exact scale.
         e.err_k = delta(exact_k_[b], rows.k[b]).rel;

@@ -132,6 +132,13 @@ TEST(Lckv, ConvergenceModeStopsWhenTheChangeIsSmall) {
   EXPECT_LT(std::max(rec.passes.back().rel_dk, rec.passes.back().rel_dv), 1e-6);
   for (size_t i = 0; i + 1 < rec.passes.size(); ++i) EXPECT_FALSE(rec.passes[i].converged);
   EXPECT_EQ(rec.passes[0].rel_dk, 1.0);  // the first pass moves away from zeros entirely
+  for (const auto& p : rec.passes) {
+    // The relative mean change: mean |Δ| over the same scale, so never above the max.
+    EXPECT_LE(p.rel_mean_dk, p.rel_dk);
+    EXPECT_LE(p.rel_mean_dv, p.rel_dv);
+    EXPECT_GT(p.rel_mean_dk, 0.0);
+  }
+  EXPECT_LT(rec.passes[0].rel_mean_dk, 1.0);  // mean |K| / max |K| from zeros
   const auto exact =
       Engine<double>(w, schedule(PrefillMode::token_by_token)).prefill(tokens(T), true);
   EXPECT_LT(rel_diff_rows(got, exact, 0, T, c.vocab_size), 1e-4);
