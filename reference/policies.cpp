@@ -86,9 +86,14 @@ BudgetSpec BudgetSpec::parse(const std::string& text) {
   return b;
 }
 
+int fraction_tokens(double fraction, int prompt_tokens) {
+  const double exact = fraction * prompt_tokens;
+  return static_cast<int>(std::floor(exact + std::abs(exact) * 1e-12));
+}
+
 int BudgetSpec::resolve(int prompt_tokens) const {
   if (tokens > 0) return tokens;
-  const int b = static_cast<int>(std::floor(fraction * prompt_tokens));
+  const int b = fraction_tokens(fraction, prompt_tokens);
   if (b < 1) {
     fail("--budget", std::to_string(fraction),
          "floor(f * N) = 0 tokens for a prompt of " + std::to_string(prompt_tokens) +

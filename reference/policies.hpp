@@ -31,6 +31,12 @@ struct PolicySpec {
   std::string to_string() const;
 };
 
+// floor(f · N) for a fraction given in decimal: the product is nudged up by a relative 1e-12
+// before the floor, so that 0.29 · 100 (28.999999999999996 in binary) gives 29 tokens, not 28.
+// The one rounding of fractions of the prompt: BudgetSpec::resolve and SqueezeAttention's
+// uniform total (uniform_total_tokens, reference/squeeze.hpp) both use it.
+int fraction_tokens(double fraction, int prompt_tokens);
+
 // A bank's budget: tokens, or a fraction f of the prompt length N (B = floor(f · N)).
 struct BudgetSpec {
   int tokens = 0;       // > 0: this many tokens

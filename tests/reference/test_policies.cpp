@@ -226,10 +226,10 @@ TEST(Squeeze, BudgetsKeepTheUniformTotal) {
   const auto r = squeeze_budgets(imp, s, 100);
   EXPECT_EQ(r.cluster, (std::vector<int>{1, 1, 3, 3, 2, 3, 1, 3}));
   EXPECT_NEAR(r.a, (8 * 0.4 - 4 * 0.1) / 4, 1e-12);
-  const int total = std::accumulate(r.budget.begin(), r.budget.end(), 0);
-  EXPECT_LE(total, 8 * 40);
-  EXPECT_GE(total, 8 * 40 - 8);  // up to the floor of each bank
-  s.f3 = 0.4;                    // f3 = f0: uniform
+  // Shares 70 (a = 0.7) and 10 (f3): whole numbers, so the budgets are exactly the shares.
+  EXPECT_EQ(r.budget, (std::vector<int>{70, 70, 10, 10, 70, 10, 70, 10}));
+  EXPECT_EQ(std::accumulate(r.budget.begin(), r.budget.end(), 0), 8 * 40);
+  s.f3 = 0.4;  // f3 = f0: uniform
   for (int b : squeeze_budgets(imp, s, 100).budget) EXPECT_EQ(b, 40);
   s.f0 = 0.9;
   s.f3 = 0.1;  // a = (8·0.9 − 4·0.1)/4 = 1.7 > 1
@@ -237,6 +237,121 @@ TEST(Squeeze, BudgetsKeepTheUniformTotal) {
   s.f0 = 0.1;
   s.f3 = 0.9;  // a < 0
   EXPECT_THROW(squeeze_budgets(imp, s, 100), Error);
+}
+
+TEST(Squeeze, ApportionHandsTheRestToTheLargestRemainders) {
+  // Shares scaled to 10: 3.3, 3.3, 3.4 -> floors 3, 3, 3, and the one token left goes to 3.4.
+  EXPECT_EQ(apportion_budgets({0.33, 0.33, 0.34}, 10), (std::vector<int>{3, 3, 4}));
+  // Equal remainders: the lower bank first.
+  EXPECT_EQ(apportion_budgets({1, 1, 1}, 5), (std::vector<int>{2, 2, 1}));
+  EXPECT_EQ(apportion_budgets({1, 1, 1, 1}, 6), (std::vector<int>{2, 2, 1, 1}));
+  // Shares are scaled: only their proportions matter.
+  EXPECT_EQ(apportion_budgets({2, 6}, 20), (std::vector<int>{5, 15}));
+  EXPECT_EQ(apportion_budgets({0.2, 0.6}, 20), (std::vector<int>{5, 15}));
+  // The minimum: a share below 1 token is held at 1 and the others share the rest.
+  EXPECT_EQ(apportion_budgets({0.01, 10, 10}, 10), (std::vector<int>{1, 5, 4}));
+  EXPECT_EQ(apportion_budgets({0, 0, 5}, 3), (std::vector<int>{1, 1, 1}));
+  EXPECT_EQ(apportion_budgets({0, 1}, 7, 3), (std::vector<int>{3, 4}));
+  EXPECT_THROW(apportion_budgets({1, 1, 1}, 2), Error);  // cannot give 3 banks 1 token each
+  EXPECT_THROW(apportion_budgets({}, 2), Error);
+  EXPECT_THROW(apportion_budgets({1, -1}, 4), Error);
+  EXPECT_THROW(apportion_budgets({1, NAN}, 4), Error);
+}
+
+TEST(Squeeze, BudgetsSumToTheUniformTotalForEveryCombination) {
+  // Importances that give all three clusters for any n >= 3 (and two for n = 2).
+  int cases = 0;
+  for (int n : {2, 3, 5, 7, 8, 13, 22, 32}) {
+    std::vector<double> imp(n);
+    for (int b = 0; b < n; ++b) imp[b] = 0.5 + 0.45 * ((b * 7919) % n) / n;
+    for (int N : {7, 10, 20, 33, 100, 101, 257, 1000, 4096}) {
+      for (double f0 : {0.1, 0.25, 0.29, 0.3, 0.5, 0.57, 0.7, 0.9}) {
+        for (double p : {0.05, 0.1, 0.2, 0.33, 0.5, 0.77, 1.0}) {
+          SqueezeSpec s;
+          s.enabled = true;
+          s.f0 = f0;
+          s.p = p;
+          if (fraction_tokens(f0, N) < 1) {
+            EXPECT_THROW(squeeze_budgets(imp, s, N), Error);
+            continue;
+          }
+          SqueezeResult r;
+          try {
+            r = squeeze_budgets(imp, s, N);
+          } catch (const Error&) {
+            continue;  // a > 1: no budgets to check
+          }
+          ++cases;
+          const long U = uniform_total_tokens(n, f0, N);
+          EXPECT_EQ(U, n * static_cast<long>(std::floor(f0 * N + 1e-9)));
+          long total = 0;
+          std::vector<double> share(n);
+          for (int b = 0; b < n; ++b) {
+            total += r.budget[b];
+            share[b] = r.fraction[b] * N * U / (n * f0 * N);  // the real share, scaled to U
+          }
+          const bool raised = *std::min_element(share.begin(), share.end()) < 1;
+          for (int b = 0; b < n; ++b) {
+            EXPECT_GE(r.budget[b], 1);
+            if (share[b] < 1) EXPECT_EQ(r.budget[b], 1);
+            // Without a bank raised to the minimum, each budget is its share rounded down or up.
+            if (!raised) EXPECT_LT(std::abs(r.budget[b] - share[b]), 1.0 + 1e-9);
+          }
+          EXPECT_EQ(total, U) << "n " << n << " N " << N << " f0 " << f0 << " p " << p;
+          if (p == 1.0) EXPECT_EQ(r.budget, std::vector<int>(n, fraction_tokens(f0, N)));
+        }
+      }
+    }
+  }
+  EXPECT_GT(cases, 1500);
+}
+
+TEST(Squeeze, EqualFractionsGiveEveryBankTheUniformBudget) {
+  SqueezeSpec s;
+  s.enabled = true;
+  for (int n : {1, 2, 3, 6, 11, 22}) {
+    std::vector<double> imp(n);
+    for (int b = 0; b < n; ++b) imp[b] = 0.9 + 0.01 * ((b * 5) % 7);
+    for (int N : {5, 14, 60, 99, 100, 1023}) {
+      for (double f : {0.2, 0.29, 0.3, 0.35, 0.58, 0.7, 0.82, 1.0}) {
+        s.f0 = s.f3 = f;
+        const int B = BudgetSpec{0, f}.resolve(N);  // what the uniform run keeps per bank
+        EXPECT_EQ(squeeze_budgets(imp, s, N).budget, std::vector<int>(n, B))
+            << n << " " << N << " " << f;
+      }
+    }
+  }
+}
+
+TEST(Squeeze, NoTokensAreLostToFlooring) {
+  // 20 banks, a prompt of 20 tokens, f0 = 0.25 (U = 20 · 5 = 100), f3 = 0.09 on 11 banks, so
+  // a = (5 − 0.99) / 9: real shares 8.91 (clusters 1-2) and 1.8 (cluster 3). Flooring each bank
+  // kept 9 · 8 + 11 · 1 = 83 and lost 17 tokens; the largest remainders keep all 100: the 9
+  // remainders of 0.91 first, then 8 of the 11 remainders of 0.8, lower banks first.
+  std::vector<double> imp(20);
+  for (int b = 0; b < 20; ++b) imp[b] = b < 9 ? 0.5 + 0.01 * b : 0.95 + 0.001 * b;
+  SqueezeSpec s;
+  s.enabled = true;
+  s.f0 = 0.25;
+  s.f3 = 0.09;
+  const auto r = squeeze_budgets(imp, s, 20);
+  ASSERT_EQ(std::count(r.cluster.begin(), r.cluster.end(), 3), 11);
+  EXPECT_NEAR(r.a, (20 * 0.25 - 11 * 0.09) / 9, 1e-12);
+  EXPECT_EQ(std::accumulate(r.budget.begin(), r.budget.end(), 0), 100);
+  std::vector<int> want(20);
+  for (int b = 0; b < 20; ++b) want[b] = b < 9 ? 9 : (b < 17 ? 2 : 1);
+  EXPECT_EQ(r.budget, want);
+}
+
+TEST(Squeeze, FractionsOfThePromptRoundAsWritten) {
+  // 0.29 · 100 is 28.999999999999996 in binary; the budget is the 29 tokens the user asked for.
+  EXPECT_EQ(fraction_tokens(0.29, 100), 29);
+  EXPECT_EQ(BudgetSpec::parse("0.29").resolve(100), 29);
+  EXPECT_EQ(BudgetSpec::parse("0.57").resolve(100), 57);
+  EXPECT_EQ(BudgetSpec::parse("0.7").resolve(90), 63);
+  EXPECT_EQ(fraction_tokens(0.5, 7), 3);
+  EXPECT_EQ(fraction_tokens(0.999, 1000), 999);
+  EXPECT_EQ(fraction_tokens(1.0, 16777216), 16777216);
 }
 
 TEST(Squeeze, EqualFractionsReproduceTheUniformRunExactly) {
