@@ -97,6 +97,84 @@ TEST(Policies, ParseErrorsNameTheField) {
   }
 }
 
+namespace {
+
+// The message of the kvlab::Error that f throws ("" when it throws nothing).
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Policies, BankBudgetMinimumPerPolicy) {
+  EXPECT_EQ(min_budget(PolicySpec::parse("full")), 1);
+  EXPECT_EQ(min_budget(PolicySpec::parse("window")), 1);
+  EXPECT_EQ(min_budget(PolicySpec::parse("streaming")), 5);  // 4 sinks + 1 recent
+  EXPECT_EQ(min_budget(PolicySpec::parse("streaming:0")), 1);
+  EXPECT_EQ(min_budget(PolicySpec::parse("h2o:6")), 6);
+  EXPECT_EQ(min_budget(PolicySpec::parse("h2o")), 1);  // R = B / 2 fits any budget
+  EXPECT_EQ(min_budget(PolicySpec::parse("h2o:0")), 1);
+}
+
+TEST(Policies, BankBudgetCheckRaisesSqueezeBudgetsAndRejectsUserBudgets) {
+  const auto streaming = PolicySpec::parse("streaming:4"), h2o = PolicySpec::parse("h2o:6");
+  const auto user = BudgetSource::user, squeeze = BudgetSource::squeeze;
+  // Budgets the policy can honour pass unchanged, with no note.
+  for (auto src : {user, squeeze}) {
+    const BankBudget ok = check_bank_budget(streaming, 5, src, 2);
+    EXPECT_EQ(ok.budget, 5);
+    EXPECT_FALSE(ok.raised());
+    EXPECT_EQ(check_bank_budget(h2o, 6, src).budget, 6);
+    EXPECT_EQ(check_bank_budget(PolicySpec::parse("h2o"), 1, src).budget, 1);
+    EXPECT_EQ(check_bank_budget(PolicySpec::parse("window"), 3, src).budget, 3);
+  }
+  // SqueezeAttention budgets below the minimum are raised, with a note that says why.
+  const BankBudget s = check_bank_budget(streaming, 4, squeeze, 3);
+  EXPECT_EQ(s.budget, 5);
+  ASSERT_TRUE(s.raised());
+  for (const char* part : {"bank 3", "4 raised to 5", "streaming:4", "sinks"}) {
+    EXPECT_NE(s.note.find(part), std::string::npos) << s.note;
+  }
+  const BankBudget h = check_bank_budget(h2o, 2, squeeze, 0);
+  EXPECT_EQ(h.budget, 6);
+  for (const char* part : {"bank 0", "2 raised to 6", "h2o:6", "recent"}) {
+    EXPECT_NE(h.note.find(part), std::string::npos) << h.note;
+  }
+  // The same budgets from the user are errors naming the field, the value and the range.
+  std::string e = error_of([&] { check_bank_budget(streaming, 4, user); });
+  for (const char* part : {"--budget = 4 tokens", "at least 5", "sinks"}) {
+    EXPECT_NE(e.find(part), std::string::npos) << e;
+  }
+  e = error_of([&] { check_bank_budget(h2o, 5, user, 1); });
+  for (const char* part : {"--policy = h2o:6", "budget of 5 (bank 1)", "at least 6"}) {
+    EXPECT_NE(e.find(part), std::string::npos) << e;
+  }
+  // window:W sets the budget: another user budget, or SqueezeAttention's, is reported.
+  const auto w8 = PolicySpec::parse("window:8");
+  EXPECT_EQ(check_bank_budget(w8, 8, user).budget, 8);
+  e = error_of([&] { check_bank_budget(w8, 5, user); });
+  EXPECT_NE(e.find("--budget = 5"), std::string::npos) << e;
+  EXPECT_NE(e.find("window:8 already sets the budget to 8"), std::string::npos) << e;
+  for (int b : {3, 8, 12}) {
+    e = error_of([&] { check_bank_budget(w8, b, squeeze); });
+    EXPECT_NE(e.find("--policy = window:8"), std::string::npos) << e;
+    EXPECT_NE(e.find("SqueezeAttention"), std::string::npos) << e;
+  }
+  // SqueezeAttention needs an evicting policy; no bank keeps fewer than 1 token.
+  e = error_of([&] { check_bank_budget(PolicySpec::parse("full"), 10, squeeze); });
+  EXPECT_NE(e.find("--policy = full"), std::string::npos) << e;
+  for (auto src : {user, squeeze}) {
+    e = error_of([&] { check_bank_budget(PolicySpec::parse("window"), 0, src, 4); });
+    EXPECT_NE(e.find("--budget = 0 tokens (bank 4)"), std::string::npos) << e;
+  }
+}
+
 TEST(KvStorePolicies, H2oSelectsPerKvHead) {
   ModelConfig c = tiny_config(1);  // 6 query heads, 2 KV heads
   KvStore<double> store(KvPlan::parse("standard", 1), c, 16, PolicySpec::parse("h2o:1"));
