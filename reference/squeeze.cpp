@@ -26,16 +26,23 @@ std::vector<int> kmeans3_1d(const std::vector<double>& values) {
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return values[a] < values[b]; });
   std::vector<double> v(n);
   for (int i = 0; i < n; ++i) v[i] = values[order[i]];
-  // Prefix sums give the within-cluster sum of squares of any run [i, j) in O(1).
-  std::vector<double> s1(n + 1, 0), s2(n + 1, 0);
-  for (int i = 0; i < n; ++i) {
-    s1[i + 1] = s1[i] + v[i];
-    s2[i + 1] = s2[i] + v[i] * v[i];
-  }
+  // The within-cluster sum of squares of the run [i, j), computed directly in two passes (the
+  // mean, then the squared deviations from it), both relative to the run's first value: the
+  // differences of nearby values are exact, so SSEs of 1e-16 near s = 1 keep their digits
+  // (prefix sums of v² lose them). n is the number of banks, so O(n³) in all is nothing.
+  // squeeze.cpp is compiled with -ffp-contract=off (reference/CMakeLists.txt): no FMA here, so
+  // the same input gives the same clusters on every machine.
   auto sse = [&](int i, int j) {
-    if (j <= i) return 0.0;
-    const double m = (s1[j] - s1[i]) / (j - i);
-    return std::max(0.0, s2[j] - s2[i] - m * (s1[j] - s1[i]));
+    if (j - i < 2) return 0.0;
+    double mean = 0;
+    for (int t = i; t < j; ++t) mean += v[t] - v[i];
+    mean /= j - i;
+    double sum = 0;
+    for (int t = i; t < j; ++t) {
+      const double d = (v[t] - v[i]) - mean;
+      sum += d * d;
+    }
+    return sum;
   };
   int distinct = n ? 1 : 0;
   for (int i = 1; i < n; ++i) distinct += v[i] != v[i - 1];

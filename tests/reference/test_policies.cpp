@@ -295,6 +295,23 @@ TEST(Squeeze, KmeansIsOptimalAndSortedByCentre) {
   EXPECT_EQ(kmeans3_1d({0.2, 0.8}), (std::vector<int>{1, 3}));
 }
 
+TEST(Squeeze, KmeansSeparatesTightClustersNearOne) {
+  // Importances near 1 (layers that barely change the stream), 1e-8 apart: three clear groups,
+  // the best split's SSE a quarter of the next best. Prefix sums of squares (≈ 6) lose the
+  // 1e-16-sized SSEs to rounding and picked {87} {88, 89} {93, 94, 98}.
+  const std::vector<double> v = {0.99999993, 0.99999987, 0.99999998,
+                                 0.99999989, 0.99999994, 0.99999988};
+  EXPECT_EQ(kmeans3_1d(v), (std::vector<int>{2, 1, 3, 1, 2, 1}));
+  EXPECT_EQ(kmeans3_1d({0.99999977, 0.99999979, 0.9999999, 0.99999991, 0.99999995}),
+            (std::vector<int>{1, 1, 2, 2, 3}));
+  // The same pattern anywhere on [0, 1] gives the same clusters.
+  for (double base : {0.0, 0.25, 0.5, 0.9, 0.9999, 0.99999}) {
+    std::vector<double> w;
+    for (double x : v) w.push_back(base + (x - 0.99999987) * 1e-1);
+    EXPECT_EQ(kmeans3_1d(w), (std::vector<int>{2, 1, 3, 1, 2, 1})) << base;
+  }
+}
+
 TEST(Squeeze, BudgetsKeepTheUniformTotal) {
   SqueezeSpec s;
   s.enabled = true;
