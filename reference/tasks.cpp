@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "core/tokenizer.hpp"
+#include "reference/rng.hpp"
 
 namespace kvlab::ref {
 TaskExample make_passkey(int length, std::uint64_t seed, const Tokenizer& tok) {
@@ -63,13 +64,13 @@ TaskExample make_mqar(int length, int pairs, int queries, int vocab, std::uint64
     fail("--pairs", std::to_string(pairs),
          "needs distinct keys; the vocabulary allows " + std::to_string(range));
   }
-  std::mt19937_64 rng(seed);
+  Rng rng(seed);
   std::vector<int> keys(range);
   for (int i = 0; i < range; ++i) keys[i] = 8 + i;
-  std::shuffle(keys.begin(), keys.end(), rng);
+  rng.shuffle(keys);
   keys.resize(pairs);
   std::vector<int> values(pairs);
-  for (int i = 0; i < pairs; ++i) values[i] = 8 + range + static_cast<int>(rng() % range);
+  for (int i = 0; i < pairs; ++i) values[i] = 8 + range + static_cast<int>(rng.below(range));
   TaskExample ex;
   for (int i = 0; i < pairs; ++i) {
     ex.context.push_back(keys[i]);
@@ -83,8 +84,7 @@ TaskExample make_mqar(int length, int pairs, int queries, int vocab, std::uint64
   std::vector<double> weight(pairs);
   for (int i = 0; i < pairs; ++i) weight[i] = 1.0 / (pairs - i);
   while (static_cast<int>(order.size()) < queries) {
-    std::discrete_distribution<int> pick(weight.begin(), weight.end());
-    const int i = pick(rng);
+    const int i = rng.draw(weight);
     order.push_back(i);
     weight[i] = 0;
   }

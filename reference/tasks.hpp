@@ -29,7 +29,8 @@ TaskExample make_passkey(int length, std::uint64_t seed, const Tokenizer& tokeni
 
 // Multi-query associative recall (HazyResearch/zoology): `pairs` key/value pairs, then filler, in
 // the context; the queries are keys asked again at power-law distances, each followed by its
-// value (scored). Keys and values are drawn from disjoint token ranges below `vocab`.
+// value (scored). Keys and values are drawn from disjoint token ranges below `vocab`. The draws
+// come from Rng (reference/rng.hpp): a seed gives the same example on every machine.
 TaskExample make_mqar(int length, int pairs, int queries, int vocab, std::uint64_t seed);
 
 struct TaskScore {
