@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <set>
 
 #include "core/error.hpp"
+#include "core/tokenizer.hpp"
 #include "reference/rng.hpp"
 #include "reference/tasks.hpp"
+#include "tests/core/tokenizer_fixtures.hpp"
 
 using namespace kvlab;
 using namespace kvlab::ref;
@@ -79,4 +83,99 @@ TEST(Tasks, MqarFromASeedIsTheSameEverywhere) {
     EXPECT_EQ(asked.size(), 8u);
   }
   EXPECT_THROW(make_mqar(20, 5, 6, 64, 7), Error);  // more queries than pairs
+}
+
+namespace {
+
+// The tokenizers a passkey prompt is built in: bytes, a llama2.c tokenizer.bin and Hugging Face
+// tokenizer.json files (SentencePiece-style as Llama 2's, byte-level as GPT-2's and Llama 3's),
+// written to files and opened as kvlab opens a model's tokenizer.
+std::vector<std::unique_ptr<Tokenizer>> passkey_tokenizers() {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("kvlab-test-tasks-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir / name, std::ios::binary) << bytes;
+    return (dir / name).string();
+  };
+  std::vector<std::unique_ptr<Tokenizer>> t;
+  t.push_back(std::make_unique<ByteTokenizer>());
+  t.push_back(load_tokenizer(write("tokenizer.bin", test::small_llama2c_bytes())));
+  t.push_back(load_tokenizer(write("sp.json", test::sentencepiece_json(false).dump())));
+  t.push_back(load_tokenizer(write("gpt2.json", test::byte_level_json(false).dump())));
+  t.push_back(load_tokenizer(write("llama3.json", test::byte_level_json(true).dump())));
+  std::filesystem::remove_all(dir);
+  return t;
+}
+
+}  // namespace
+
+TEST(Tasks, PasskeyPromptIsTheWholeTextEncodedOnce) {
+  for (const auto& tok : passkey_tokenizers()) {
+    for (int length : {64, 97, 300}) {
+      for (std::uint64_t seed : {1, 2, 3, 11}) {
+        const TaskExample ex = make_passkey(length, seed, *tok);
+        const std::string at = tok->name() + " length " + std::to_string(length) + " seed " +
+                               std::to_string(seed) + ": " + ex.text;
+        // The text a user would write: no leading or doubled space, the needle, the question.
+        const std::string tail = " What is the pass key? The pass key is ";
+        const auto q = ex.text.rfind(tail);
+        ASSERT_NE(q, std::string::npos) << at;
+        const std::string key = ex.text.substr(q + tail.size());
+        ASSERT_EQ(key.size(), 5u) << at;
+        EXPECT_NE(
+            ex.text.find("The pass key is " + key + ". Remember it. " + key + " is the pass key."),
+            std::string::npos)
+            << at;
+        EXPECT_EQ(ex.text.find("  "), std::string::npos) << at;
+        EXPECT_EQ(ex.text.rfind("The ", 0), 0u) << at;
+        // The prompt (context + query, then the last token of the key) is encode(text), BOS first.
+        std::vector<int> all = ex.context;
+        all.insert(all.end(), ex.query.begin(), ex.query.end());
+        ASSERT_EQ(ex.answer.size(), ex.query.size()) << at;
+        all.push_back(ex.answer.back());
+        EXPECT_EQ(all, tok->encode(ex.text, true)) << at;
+        EXPECT_EQ(tok->decode(all), ex.text) << at;
+        EXPECT_EQ(ex.context.front(), tok->bos_id());
+        EXPECT_LE(static_cast<int>(ex.context.size()), length) << at;
+        EXPECT_GE(static_cast<int>(ex.context.size()), length - 3) << at;
+        // The scored tokens are the last ones, each the token after the one fed, and they spell
+        // the key: where make_passkey says the answer is.
+        std::size_t first = ex.answer.size();
+        while (first > 0 && ex.answer[first - 1] >= 0) --first;
+        ASSERT_LT(first, ex.answer.size()) << at;
+        std::string spelled;
+        for (std::size_t i = 0; i < ex.answer.size(); ++i) {
+          if (i < first) {
+            EXPECT_EQ(ex.answer[i], -1) << at;
+            continue;
+          }
+          EXPECT_EQ(ex.answer[i], all[ex.context.size() + i + 1]) << at;
+          spelled += tok->decode_token(ex.answer[i]);
+        }
+        if (!spelled.empty() && spelled[0] == ' ') spelled.erase(0, 1);
+        EXPECT_EQ(spelled, key) << at;
+        // The token before the first scored one ends the question (or is the space before K).
+        const std::string before = tok->decode_token(all[ex.context.size() + first]);
+        EXPECT_TRUE(before == " " || before.back() == 's') << at << " / " << before;
+      }
+    }
+  }
+}
+
+TEST(Tasks, PasskeyNamesALengthTooShortForTheNeedle) {
+  ByteTokenizer bytes;
+  try {
+    make_passkey(58, 1, bytes);
+    FAIL() << "58 tokens cannot hold BOS and the 58-byte needle";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--length = 58"), std::string::npos) << e.what();
+  }
+  // BOS, the needle (58 bytes) and filler: `length` bytes, or one less where the cut would end
+  // the filler on a space (dropped, so that the text has no doubled space).
+  EXPECT_EQ(make_passkey(59, 1, bytes).context.size(), 59u);
+  for (int length = 60; length < 160; ++length) {
+    const auto n = static_cast<int>(make_passkey(length, 1, bytes).context.size());
+    EXPECT_TRUE(n == length || n == length - 1) << length << ": " << n;
+  }
 }
