@@ -257,10 +257,12 @@ TEST(EnginePolicies, BanksHoldTheBudgetAfterPrefillAndEveryStep) {
       }
     }
     EXPECT_EQ(e.kv().bytes_held(), 3 * 6 * e.kv().bytes_per_cell());
-    if (policy == "streaming:2")
+    if (policy == "streaming:2") {
       EXPECT_EQ(e.kv().positions(0), (std::vector<int>{0, 1, 13, 14, 15, 16}));
-    if (policy == "window")
+    }
+    if (policy == "window") {
       EXPECT_EQ(e.kv().positions(0), (std::vector<int>{11, 12, 13, 14, 15, 16}));
+    }
   }
 }
 
@@ -283,7 +285,9 @@ TEST(EnginePolicies, H2oEvictedTokensGetNoFurtherScore) {
     for (int s = 0; s < e.kv().bank(0).held(); ++s) {
       const int p = e.kv().bank(0).pos[s * 2];
       EXPECT_EQ(evicted.count(p), 0u) << "an evicted token came back";
-      if (score_before.count(p)) EXPECT_GE(e.kv().bank(0).score[s * 2], score_before[p]);
+      if (score_before.count(p)) {
+        EXPECT_GE(e.kv().bank(0).score[s * 2], score_before[p]);
+      }
     }
   }
   EXPECT_GE(evicted.size(), 8u);
@@ -388,12 +392,18 @@ TEST(Squeeze, BudgetsSumToTheUniformTotalForEveryCombination) {
           const bool raised = *std::min_element(share.begin(), share.end()) < 1;
           for (int b = 0; b < n; ++b) {
             EXPECT_GE(r.budget[b], 1);
-            if (share[b] < 1) EXPECT_EQ(r.budget[b], 1);
+            if (share[b] < 1) {
+              EXPECT_EQ(r.budget[b], 1);
+            }
             // Without a bank raised to the minimum, each budget is its share rounded down or up.
-            if (!raised) EXPECT_LT(std::abs(r.budget[b] - share[b]), 1.0 + 1e-9);
+            if (!raised) {
+              EXPECT_LT(std::abs(r.budget[b] - share[b]), 1.0 + 1e-9);
+            }
           }
           EXPECT_EQ(total, U) << "n " << n << " N " << N << " f0 " << f0 << " p " << p;
-          if (p == 1.0) EXPECT_EQ(r.budget, std::vector<int>(n, fraction_tokens(f0, N)));
+          if (p == 1.0) {
+            EXPECT_EQ(r.budget, std::vector<int>(n, fraction_tokens(f0, N)));
+          }
         }
       }
     }
