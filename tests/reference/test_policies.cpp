@@ -2,7 +2,9 @@
 // policy keeps on hand-made patterns, per KV head; H2O scoring; both position modes; budgets.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <set>
 
@@ -267,30 +269,62 @@ TEST(EnginePolicies, BanksHoldTheBudgetAfterPrefillAndEveryStep) {
 }
 
 TEST(EnginePolicies, H2oEvictedTokensGetNoFurtherScore) {
+  // Standard plan: bank 0 is read by layer 0 alone, and each KV head by 3 query heads, so one
+  // decode step hands each KV head exactly 3 of attention (every head's probabilities sum to 1
+  // over the B + 1 cells the step sees). Budget 5, R = 2: each step adds a token and evicts one.
   const ModelConfig c = tiny_config();
   const auto w = init_random<double>(c, KvPlan::parse("standard", 6), 6);
   Engine<double> e(w, with_policy("h2o:2", "5"));
   e.prefill(tokens(12));
-  std::set<int> evicted;
-  std::vector<std::vector<int>> before(2);
+  const int H_kv = 2, group = 3;
+  const auto& bank = e.kv().bank(0);
+  // Position -> score of head g's cells.
+  auto cells = [&](int g) {
+    std::map<int, double> m;
+    for (int s = 0; s < bank.held(); ++s) m[bank.pos[s * H_kv + g]] = bank.score[s * H_kv + g];
+    return m;
+  };
+  std::vector<std::set<int>> evicted(H_kv);
   for (int t = 0; t < 8; ++t) {
-    const auto& bank = e.kv().bank(0);
-    std::map<int, double> score_before;
-    for (int s = 0; s < bank.held(); ++s) score_before[bank.pos[s * 2]] = bank.score[s * 2];
+    std::vector<std::map<int, double>> before;
+    for (int g = 0; g < H_kv; ++g) before.push_back(cells(g));
     e.decode(t % 37);
-    const auto now = e.kv().positions(0, 0);
-    for (auto [p, sc] : score_before) {
-      if (std::find(now.begin(), now.end(), p) == now.end()) evicted.insert(p);
-    }
-    for (int s = 0; s < e.kv().bank(0).held(); ++s) {
-      const int p = e.kv().bank(0).pos[s * 2];
-      EXPECT_EQ(evicted.count(p), 0u) << "an evicted token came back";
-      if (score_before.count(p)) {
-        EXPECT_GE(e.kv().bank(0).score[s * 2], score_before[p]);
+    const int fresh = 12 + t;  // the step's own token
+    for (int g = 0; g < H_kv; ++g) {
+      const std::map<int, double> now = cells(g);
+      ASSERT_EQ(before[g].size(), 5u);
+      ASSERT_EQ(now.size(), 5u);
+      ASSERT_EQ(now.count(fresh), 1u) << "the newest token is in the recent window";
+      // Exactly one old cell is gone; no evicted position ever comes back.
+      std::vector<int> gone;
+      for (const auto& [p, sc] : before[g]) {
+        if (!now.count(p)) gone.push_back(p);
+      }
+      ASSERT_EQ(gone.size(), 1u) << "step " << t << " head " << g;
+      for (const auto& [p, sc] : now) EXPECT_EQ(evicted[g].count(p), 0u) << "position " << p;
+      evicted[g].insert(gone[0]);
+      // The kept cells carry their own scores plus what this step gave them: each gain is in
+      // [0, 3], and together they fall short of 3 by exactly what the evicted cell took; its
+      // score left the bank with it (nothing of it moved to another slot).
+      double kept_gain = 0;
+      for (const auto& [p, sc] : now) {
+        const double gain = sc - (p == fresh ? 0.0 : before[g].at(p));
+        EXPECT_GE(gain, 0.0) << "position " << p;
+        EXPECT_LE(gain, group + 1e-9) << "position " << p;
+        kept_gain += gain;
+      }
+      const double took = group - kept_gain;
+      EXPECT_GT(took, 0.0);  // a softmax gives every cell it sees a share
+      // H2O evicted the lightest cell outside the 2 most recent, counting this step's share.
+      const double evicted_score = before[g].at(gone[0]) + took;
+      for (const auto& [p, sc] : now) {
+        if (p < fresh - 1) {
+          EXPECT_LE(evicted_score, sc + 1e-12) << "step " << t << " kept " << p;
+        }
       }
     }
   }
-  EXPECT_GE(evicted.size(), 8u);
+  for (int g = 0; g < H_kv; ++g) EXPECT_EQ(evicted[g].size(), 8u);
 }
 
 TEST(Squeeze, KmeansIsOptimalAndSortedByCentre) {
@@ -515,13 +549,46 @@ TEST(EnginePolicies, H2oScoresOnRequest) {
   EXPECT_TRUE(rec.h2o_scores.empty());  // off by default
   e.emit_h2o_scores(true);
   e.decode(3);
-  ASSERT_EQ(rec.h2o_scores.size(), 3u * 2u);  // 3 banks x 2 KV heads
+  ASSERT_EQ(rec.h2o_scores.size(), 3u * 2u);  // 3 banks x 2 KV heads, after the step
+  std::set<std::pair<int, int>> seen;
   for (const auto& ev : rec.h2o_scores) {
-    EXPECT_EQ(ev.positions.size(), 6u);
-    EXPECT_EQ(ev.scores.size(), 6u);
-    EXPECT_EQ(ev.positions, e.kv().positions(e.kv().bank_of_layer(ev.bank), ev.kv_head));
+    const int b = e.kv().bank_of_layer(ev.bank);
+    ASSERT_GE(b, 0);
+    EXPECT_EQ(e.kv().bank(b).kv_layer, ev.bank);
+    seen.insert({ev.bank, ev.kv_head});
+    EXPECT_EQ(ev.step, rec.summaries.back().step);
+    // The bank's own cells for that head, after the step's eviction: 6 positions, their scores
+    // and counts slot by slot.
+    ASSERT_EQ(ev.positions.size(), 6u);
+    ASSERT_EQ(ev.scores.size(), 6u);
+    ASSERT_EQ(ev.counts.size(), 6u);
+    EXPECT_EQ(ev.positions, e.kv().positions(b, ev.kv_head));
+    EXPECT_EQ(ev.positions.back(), 10);  // the step's token is held
     double total = 0;
-    for (double s : ev.scores) total += s;
+    for (int s = 0; s < 6; ++s) {
+      EXPECT_EQ(ev.scores[s], e.kv().bank(b).score[s * 2 + ev.kv_head]);
+      EXPECT_EQ(ev.counts[s], e.kv().bank(b).count[s * 2 + ev.kv_head]);
+      EXPECT_GT(ev.scores[s], 0.0);
+      EXPECT_GE(ev.counts[s], 1.0);
+      total += ev.scores[s];
+    }
+    // Each bank is read by 2 layers of 3 query heads per KV head: 11 query rows (10 prompt, 1
+    // step) gave it at most 2 · 3 · 11 of attention; the last step alone gave 2 · 3 to these
+    // 7 cells before one was evicted.
+    EXPECT_LE(total, 2.0 * 3 * 11 + 1e-9);
     EXPECT_GT(total, 0.0);
   }
+  EXPECT_EQ(seen.size(), 6u);  // every (bank, head) once
+  // Off again: no more events.
+  e.emit_h2o_scores(false);
+  e.decode(4);
+  EXPECT_EQ(rec.h2o_scores.size(), 6u);
+  // Only H2O banks report scores.
+  Engine<double> win(w, with_policy("window", "6"));
+  RecordingObserver rec2;
+  win.add_observer(&rec2);
+  win.emit_h2o_scores(true);
+  win.prefill(tokens(10));
+  win.decode(3);
+  EXPECT_TRUE(rec2.h2o_scores.empty());
 }
