@@ -140,8 +140,7 @@ BankBudget check_bank_budget(const PolicySpec& p, int budget, BudgetSource sourc
                                     " sinks (the budget includes them)"
                               : policy + " keeps its " + std::to_string(p.recent) +
                                     " most recent tokens and the heaviest of the rest (a smaller "
-                                    "budget would leave only a "
-                                    "window)";
+                                    "budget would leave only a window)";
   if (source == BudgetSource::user) {
     fail(p.kind == SequencePolicy::streaming ? "--budget" : "--policy",
          p.kind == SequencePolicy::streaming
