@@ -156,6 +156,10 @@ class ObserverList {
   void subscribe_all(EventKind k) {
     for (auto& s : subs_) s.kinds |= mask(k);
   }
+  // Removes kind k from every subscription.
+  void unsubscribe_all(EventKind k) {
+    for (auto& s : subs_) s.kinds &= ~mask(k);
+  }
   void remove(Observer* o) {
     std::erase_if(subs_, [o](const Sub& s) { return s.observer == o; });
   }

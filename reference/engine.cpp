@@ -115,7 +115,11 @@ void Engine<S>::validate_policy_budget() {
 template <typename S>
 void Engine<S>::emit_h2o_scores(bool on) {
   emit_h2o_scores_ = on;
-  if (on) observers_.subscribe_all(EventKind::h2o_scores);
+  if (on) {
+    observers_.subscribe_all(EventKind::h2o_scores);
+  } else {
+    observers_.unsubscribe_all(EventKind::h2o_scores);
+  }
 }
 
 void PrefillSchedule::validate() const {

@@ -100,7 +100,7 @@ class Engine {
   // or measure_importance(true) was called.
   std::vector<double> layer_importance() const;
   void measure_importance(bool on) { measure_importance_ = on; }
-  // Subscribes every observer (present and future) to H2oScoresEvent as well.
+  // Subscribes every observer (present and future) to H2oScoresEvent as well; off removes it.
   void emit_h2o_scores(bool on);
 
   // Passes the last prefill ran per cyclic block (empty for plans without upward edges or a

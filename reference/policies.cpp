@@ -86,15 +86,71 @@ BudgetSpec BudgetSpec::parse(const std::string& text) {
   return b;
 }
 
+int fraction_tokens(double fraction, int prompt_tokens) {
+  const double exact = fraction * prompt_tokens;
+  return static_cast<int>(std::floor(exact + std::abs(exact) * 1e-12));
+}
+
 int BudgetSpec::resolve(int prompt_tokens) const {
   if (tokens > 0) return tokens;
-  const int b = static_cast<int>(std::floor(fraction * prompt_tokens));
+  const int b = fraction_tokens(fraction, prompt_tokens);
   if (b < 1) {
     fail("--budget", std::to_string(fraction),
          "floor(f * N) = 0 tokens for a prompt of " + std::to_string(prompt_tokens) +
              " tokens; use a larger fraction");
   }
   return b;
+}
+
+int min_budget(const PolicySpec& p) {
+  switch (p.kind) {
+    case SequencePolicy::streaming:
+      return p.sinks + 1;
+    case SequencePolicy::h2o:
+      return std::max(1, p.recent);
+    default:
+      return 1;
+  }
+}
+
+BankBudget check_bank_budget(const PolicySpec& p, int budget, BudgetSource source, int bank) {
+  const std::string of_bank = bank >= 0 ? " (bank " + std::to_string(bank) + ")" : "";
+  const std::string policy = p.to_string();
+  if (budget < 1) {
+    fail("--budget", std::to_string(budget) + " tokens" + of_bank, "a bank keeps at least 1 token");
+  }
+  if (source == BudgetSource::squeeze) {
+    if (p.kind == SequencePolicy::full) {
+      fail("--policy", policy,
+           "SqueezeAttention budgets need an evicting policy (window, streaming, h2o)");
+    }
+    if (p.kind == SequencePolicy::window && p.window > 0) {
+      fail("--policy", policy,
+           "window:W fixes every bank at W tokens, which SqueezeAttention's per-bank budgets would "
+           "override; use window without :W");
+    }
+  } else if (p.kind == SequencePolicy::window && p.window > 0 && budget != p.window) {
+    fail("--budget", std::to_string(budget) + of_bank,
+         policy + " already sets the budget to " + std::to_string(p.window));
+  }
+  const int least = min_budget(p);
+  if (budget >= least) return {budget, ""};
+  const std::string why = p.kind == SequencePolicy::streaming
+                              ? policy + " needs more than its " + std::to_string(p.sinks) +
+                                    " sinks (the budget includes them)"
+                              : policy + " keeps its " + std::to_string(p.recent) +
+                                    " most recent tokens and the heaviest of the rest (a smaller "
+                                    "budget would leave only a window)";
+  if (source == BudgetSource::user) {
+    fail(p.kind == SequencePolicy::streaming ? "--budget" : "--policy",
+         p.kind == SequencePolicy::streaming
+             ? std::to_string(budget) + " tokens" + of_bank
+             : policy + " with a budget of " + std::to_string(budget) + of_bank,
+         "a budget must be at least " + std::to_string(least) + ": " + why);
+  }
+  return {least, (bank >= 0 ? "bank " + std::to_string(bank) + ": " : std::string()) +
+                     "SqueezeAttention budget " + std::to_string(budget) + " raised to " +
+                     std::to_string(least) + ": " + why};
 }
 
 std::vector<int> select_cells(const PolicySpec& p, int budget, const std::vector<int>& pos,

@@ -31,6 +31,12 @@ struct PolicySpec {
   std::string to_string() const;
 };
 
+// floor(f · N) for a fraction given in decimal: the product is nudged up by a relative 1e-12
+// before the floor, so that 0.29 · 100 (28.999999999999996 in binary) gives 29 tokens, not 28.
+// The one rounding of fractions of the prompt: BudgetSpec::resolve and SqueezeAttention's
+// uniform total (uniform_total_tokens, reference/squeeze.hpp) both use it.
+int fraction_tokens(double fraction, int prompt_tokens);
+
 // A bank's budget: tokens, or a fraction f of the prompt length N (B = floor(f · N)).
 struct BudgetSpec {
   int tokens = 0;       // > 0: this many tokens
@@ -40,6 +46,34 @@ struct BudgetSpec {
   // "128" (tokens) or "0.25" (fraction); throws kvlab::Error naming --budget.
   static BudgetSpec parse(const std::string& text);
 };
+
+// Where a bank's budget comes from: the user (--budget, or window:W), or SqueezeAttention's
+// per-bank budgets (reference/squeeze.hpp), which nobody chose token by token.
+enum class BudgetSource { user, squeeze };
+
+// The budget a bank runs with, after check_bank_budget.
+struct BankBudget {
+  int budget = 0;    // as asked, or raised to the policy's minimum (min_budget)
+  std::string note;  // empty when used as asked; otherwise what was raised, from what, and why
+  bool raised() const { return !note.empty(); }
+};
+
+// The least budget `policy` can honour: S + 1 for streaming:S (the budget includes the sinks and
+// needs at least one recent token), R for h2o:R (below R the bank would keep only a window), 1
+// otherwise.
+int min_budget(const PolicySpec& policy);
+
+// Checks bank `bank`'s budget against its policy (techniques.md §5, §6 step 4):
+// - any budget below 1, any budget from the user below min_budget (streaming:S needs B > S, h2o:R
+//   needs B >= R), and a user budget other than W with window:W throw kvlab::Error naming the
+//   field (--budget or --policy), the value and the valid range;
+// - SqueezeAttention budgets need an evicting policy, and window:W (which fixes every bank at W)
+//   cannot take them: both throw, naming --policy;
+// - a SqueezeAttention budget below min_budget is raised to it, with a note naming the bank, both
+//   figures and the rule (the raise adds to the uniform total the budgets otherwise keep).
+// Returns the budget to use. `bank` only labels the note and the errors (-1: no label).
+BankBudget check_bank_budget(const PolicySpec& policy, int budget, BudgetSource source,
+                             int bank = -1);
 
 // The cells (indices into pos/score/count, ascending) that one KV head keeps under `policy` with
 // budget `budget`. pos (n) positions, score (n) accumulated attention, count (n) query rows that

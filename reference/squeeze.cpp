@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "core/error.hpp"
+#include "reference/policies.hpp"
 
 namespace kvlab::ref {
 
@@ -25,16 +26,23 @@ std::vector<int> kmeans3_1d(const std::vector<double>& values) {
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return values[a] < values[b]; });
   std::vector<double> v(n);
   for (int i = 0; i < n; ++i) v[i] = values[order[i]];
-  // Prefix sums give the within-cluster sum of squares of any run [i, j) in O(1).
-  std::vector<double> s1(n + 1, 0), s2(n + 1, 0);
-  for (int i = 0; i < n; ++i) {
-    s1[i + 1] = s1[i] + v[i];
-    s2[i + 1] = s2[i] + v[i] * v[i];
-  }
+  // The within-cluster sum of squares of the run [i, j), computed directly in two passes (the
+  // mean, then the squared deviations from it), both relative to the run's first value: the
+  // differences of nearby values are exact, so SSEs of 1e-16 near s = 1 keep their digits
+  // (prefix sums of v² lose them). n is the number of banks, so O(n³) in all is nothing.
+  // squeeze.cpp is compiled with -ffp-contract=off (reference/CMakeLists.txt): no FMA here, so
+  // the same input gives the same clusters on every machine.
   auto sse = [&](int i, int j) {
-    if (j <= i) return 0.0;
-    const double m = (s1[j] - s1[i]) / (j - i);
-    return std::max(0.0, s2[j] - s2[i] - m * (s1[j] - s1[i]));
+    if (j - i < 2) return 0.0;
+    double mean = 0;
+    for (int t = i; t < j; ++t) mean += v[t] - v[i];
+    mean /= j - i;
+    double sum = 0;
+    for (int t = i; t < j; ++t) {
+      const double d = (v[t] - v[i]) - mean;
+      sum += d * d;
+    }
+    return sum;
   };
   int distinct = n ? 1 : 0;
   for (int i = 1; i < n; ++i) distinct += v[i] != v[i - 1];
@@ -66,6 +74,64 @@ std::vector<int> kmeans3_1d(const std::vector<double>& values) {
   return labels;
 }
 
+long uniform_total_tokens(int banks, double f0, int prompt_tokens) {
+  return static_cast<long>(banks) * fraction_tokens(f0, prompt_tokens);
+}
+
+std::vector<int> apportion_budgets(const std::vector<double>& shares, long total, int min_each) {
+  const int n = static_cast<int>(shares.size());
+  if (n == 0) fail("budgets", "no banks", "need at least one bank to share the tokens");
+  for (double s : shares) {
+    if (!std::isfinite(s) || s < 0) {
+      fail("budget share", std::to_string(s), "must be a finite number >= 0");
+    }
+  }
+  if (min_each < 0 || total < static_cast<long>(n) * min_each) {
+    fail("budget total", std::to_string(total),
+         "must give each of the " + std::to_string(n) + " banks at least " +
+             std::to_string(min_each) + " tokens (>= " + std::to_string(long{n} * min_each) + ")");
+  }
+  // Banks whose share falls below the minimum are held at it; the rest share what is left.
+  std::vector<char> held(n, 0);
+  std::vector<double> quota(n, 0.0);
+  for (bool changed = true; changed;) {
+    changed = false;
+    long left = total;
+    double share_sum = 0;
+    int free_banks = 0;
+    for (int b = 0; b < n; ++b) {
+      if (held[b]) {
+        left -= min_each;
+      } else {
+        share_sum += shares[b];
+        ++free_banks;
+      }
+    }
+    for (int b = 0; b < n; ++b) {
+      if (held[b]) continue;
+      quota[b] = share_sum > 0 ? shares[b] * static_cast<double>(left) / share_sum
+                               : static_cast<double>(left) / free_banks;
+      if (quota[b] < min_each) held[b] = 1, changed = true;
+    }
+  }
+  std::vector<int> budget(n);
+  long given = 0;
+  for (int b = 0; b < n; ++b) {
+    budget[b] = held[b] ? min_each : static_cast<int>(std::floor(quota[b]));
+    given += budget[b];
+  }
+  // The tokens left, one each, to the largest remainders; ties to the lower bank.
+  std::vector<int> order;
+  for (int b = 0; b < n; ++b) {
+    if (!held[b]) order.push_back(b);
+  }
+  if (order.empty()) return budget;  // every bank held: then total == n · min_each == given
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int x, int y) { return quota[x] - budget[x] > quota[y] - budget[y]; });
+  for (std::size_t i = 0; given < total; i = (i + 1) % order.size(), ++given) ++budget[order[i]];
+  return budget;
+}
+
 SqueezeResult squeeze_budgets(const std::vector<double>& bank_importance, const SqueezeSpec& spec,
                               int prompt_tokens) {
   spec.validate();
@@ -83,11 +149,17 @@ SqueezeResult squeeze_budgets(const std::vector<double>& bank_importance, const 
              std::to_string(r.a) + ", outside [0, 1]; lower f0 or raise f3");
   }
   r.a = std::min(r.a, 1.0);
-  for (int b = 0; b < n; ++b) {
-    const double f = r.cluster[b] == 3 && c3 < n ? f3 : r.a;
-    r.fraction.push_back(f);
-    r.budget.push_back(std::max(1, static_cast<int>(std::floor(f * prompt_tokens + 1e-9))));
+  if (fraction_tokens(spec.f0, prompt_tokens) < 1) {
+    fail("--f0", std::to_string(spec.f0),
+         "floor(f0 · N) = 0 tokens for a prompt of " + std::to_string(prompt_tokens) +
+             " tokens: the uniform run would keep nothing; use a larger fraction");
   }
+  std::vector<double> share;
+  for (int b = 0; b < n; ++b) {
+    r.fraction.push_back(r.cluster[b] == 3 && c3 < n ? f3 : r.a);
+    share.push_back(r.fraction.back() * prompt_tokens);
+  }
+  r.budget = apportion_budgets(share, uniform_total_tokens(n, spec.f0, prompt_tokens));
   return r;
 }
 

@@ -29,13 +29,31 @@ struct SqueezeResult {
   std::vector<double> bank_importance;   // per bank (min or mean over its readers)
   std::vector<int> cluster;              // per bank: 1, 2, 3
   std::vector<double> fraction;          // per bank: a, a, f3
-  std::vector<int> budget;               // per bank: floor(f · N)
+  std::vector<int> budget;               // per bank: apportion_budgets (sums to U exactly)
   double a = 0;                          // the fraction of clusters 1 and 2
   int prompt_tokens = 0;
 };
 
+// The tokens the uniform run keeps over `banks` banks (§6 step 3): U = banks · floor(f0 · N),
+// floor(f0 · N) as BudgetSpec::resolve computes it (fraction_tokens). Callers that report the
+// uniform total (kvlab squeeze) use this, so that it is the figure the budgets sum to.
+long uniform_total_tokens(int banks, double f0, int prompt_tokens);
+
+// Integer budgets with a fixed total (§6 step 3, largest remainders): the shares are scaled so
+// that they sum to `total`, each bank gets the floor of its scaled share, and the tokens left go
+// one each to the largest remainders (ties: the lower bank first). The result sums to `total`
+// exactly, and equal shares get equal budgets whenever `total` divides evenly.
+// Minimum: every bank gets at least `min_each` tokens. A bank whose scaled share is below it is
+// held at `min_each` and the other banks share the rest in proportion (repeated until no share
+// is below). A policy's own minimum (streaming's sinks, h2o's recent window) is checked per bank
+// by check_bank_budget (reference/policies.hpp), not here.
+// Throws kvlab::Error for no banks, a negative or non-finite share, or total < n · min_each.
+std::vector<int> apportion_budgets(const std::vector<double>& shares, long total, int min_each = 1);
+
 // Budgets from bank importances (§6 step 3): a = (n · f0 − |C3| · f3) / (|C1| + |C2|), which
-// must lie in [0, 1]; B = floor(f · N). Throws kvlab::Error naming --f0/--f3 when a is outside.
+// must lie in [0, 1]; the shares f_l · N are apportioned to U = uniform_total_tokens(n, f0, N)
+// tokens, at least 1 per bank. Throws kvlab::Error naming --f0/--f3 when a is outside [0, 1],
+// and --f0 when floor(f0 · N) is 0 (the uniform run would keep nothing).
 SqueezeResult squeeze_budgets(const std::vector<double>& bank_importance, const SqueezeSpec& spec,
                               int prompt_tokens);
 

@@ -19,17 +19,24 @@ struct TaskExample {
   std::vector<int> context;
   std::vector<int> query;
   std::vector<int> answer;  // (query.size()), -1 where nothing is scored
+  std::string text;         // passkey: the whole prompt, key included (empty for the others)
 };
 
 // Passkey retrieval (epfml/landmark-attention): filler text around the needle "The pass key is
-// K. Remember it. K is the pass key." at a seeded depth, `length` tokens of context (BOS first)
-// in the model's tokenizer; the query is " What is the pass key? The pass key is" followed by
-// the tokens of K, each scored after the token before it.
+// K. Remember it. K is the pass key." at a seeded depth, then the question " What is the pass
+// key? The pass key is" and K. The whole text (`text`) is encoded once, BOS first, in the model's
+// tokenizer, so that the tokens are those a user feeding the text gets: context + query + the
+// last answer token == encode(text, true). The context is the longest filler that fits in
+// `length` tokens (exactly `length` unless the tokenizer's pieces step over it); the query is the
+// question and the key's tokens but the last; each token of K is scored after the token before
+// it (a whitespace-only token before the digits is fed, not scored). Throws kvlab::Error naming
+// --length when the needle does not fit, and --tokenizer when the answer cannot be located.
 TaskExample make_passkey(int length, std::uint64_t seed, const Tokenizer& tokenizer);
 
 // Multi-query associative recall (HazyResearch/zoology): `pairs` key/value pairs, then filler, in
 // the context; the queries are keys asked again at power-law distances, each followed by its
-// value (scored). Keys and values are drawn from disjoint token ranges below `vocab`.
+// value (scored). Keys and values are drawn from disjoint token ranges below `vocab`. The draws
+// come from Rng (reference/rng.hpp): a seed gives the same example on every machine.
 TaskExample make_mqar(int length, int pairs, int queries, int vocab, std::uint64_t seed);
 
 struct TaskScore {

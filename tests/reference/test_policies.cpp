@@ -2,7 +2,9 @@
 // policy keeps on hand-made patterns, per KV head; H2O scoring; both position modes; budgets.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <set>
 
@@ -97,6 +99,84 @@ TEST(Policies, ParseErrorsNameTheField) {
   }
 }
 
+namespace {
+
+// The message of the kvlab::Error that f throws ("" when it throws nothing).
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Policies, BankBudgetMinimumPerPolicy) {
+  EXPECT_EQ(min_budget(PolicySpec::parse("full")), 1);
+  EXPECT_EQ(min_budget(PolicySpec::parse("window")), 1);
+  EXPECT_EQ(min_budget(PolicySpec::parse("streaming")), 5);  // 4 sinks + 1 recent
+  EXPECT_EQ(min_budget(PolicySpec::parse("streaming:0")), 1);
+  EXPECT_EQ(min_budget(PolicySpec::parse("h2o:6")), 6);
+  EXPECT_EQ(min_budget(PolicySpec::parse("h2o")), 1);  // R = B / 2 fits any budget
+  EXPECT_EQ(min_budget(PolicySpec::parse("h2o:0")), 1);
+}
+
+TEST(Policies, BankBudgetCheckRaisesSqueezeBudgetsAndRejectsUserBudgets) {
+  const auto streaming = PolicySpec::parse("streaming:4"), h2o = PolicySpec::parse("h2o:6");
+  const auto user = BudgetSource::user, squeeze = BudgetSource::squeeze;
+  // Budgets the policy can honour pass unchanged, with no note.
+  for (auto src : {user, squeeze}) {
+    const BankBudget ok = check_bank_budget(streaming, 5, src, 2);
+    EXPECT_EQ(ok.budget, 5);
+    EXPECT_FALSE(ok.raised());
+    EXPECT_EQ(check_bank_budget(h2o, 6, src).budget, 6);
+    EXPECT_EQ(check_bank_budget(PolicySpec::parse("h2o"), 1, src).budget, 1);
+    EXPECT_EQ(check_bank_budget(PolicySpec::parse("window"), 3, src).budget, 3);
+  }
+  // SqueezeAttention budgets below the minimum are raised, with a note that says why.
+  const BankBudget s = check_bank_budget(streaming, 4, squeeze, 3);
+  EXPECT_EQ(s.budget, 5);
+  ASSERT_TRUE(s.raised());
+  for (const char* part : {"bank 3", "4 raised to 5", "streaming:4", "sinks"}) {
+    EXPECT_NE(s.note.find(part), std::string::npos) << s.note;
+  }
+  const BankBudget h = check_bank_budget(h2o, 2, squeeze, 0);
+  EXPECT_EQ(h.budget, 6);
+  for (const char* part : {"bank 0", "2 raised to 6", "h2o:6", "recent"}) {
+    EXPECT_NE(h.note.find(part), std::string::npos) << h.note;
+  }
+  // The same budgets from the user are errors naming the field, the value and the range.
+  std::string e = error_of([&] { check_bank_budget(streaming, 4, user); });
+  for (const char* part : {"--budget = 4 tokens", "at least 5", "sinks"}) {
+    EXPECT_NE(e.find(part), std::string::npos) << e;
+  }
+  e = error_of([&] { check_bank_budget(h2o, 5, user, 1); });
+  for (const char* part : {"--policy = h2o:6", "budget of 5 (bank 1)", "at least 6"}) {
+    EXPECT_NE(e.find(part), std::string::npos) << e;
+  }
+  // window:W sets the budget: another user budget, or SqueezeAttention's, is reported.
+  const auto w8 = PolicySpec::parse("window:8");
+  EXPECT_EQ(check_bank_budget(w8, 8, user).budget, 8);
+  e = error_of([&] { check_bank_budget(w8, 5, user); });
+  EXPECT_NE(e.find("--budget = 5"), std::string::npos) << e;
+  EXPECT_NE(e.find("window:8 already sets the budget to 8"), std::string::npos) << e;
+  for (int b : {3, 8, 12}) {
+    e = error_of([&] { check_bank_budget(w8, b, squeeze); });
+    EXPECT_NE(e.find("--policy = window:8"), std::string::npos) << e;
+    EXPECT_NE(e.find("SqueezeAttention"), std::string::npos) << e;
+  }
+  // SqueezeAttention needs an evicting policy; no bank keeps fewer than 1 token.
+  e = error_of([&] { check_bank_budget(PolicySpec::parse("full"), 10, squeeze); });
+  EXPECT_NE(e.find("--policy = full"), std::string::npos) << e;
+  for (auto src : {user, squeeze}) {
+    e = error_of([&] { check_bank_budget(PolicySpec::parse("window"), 0, src, 4); });
+    EXPECT_NE(e.find("--budget = 0 tokens (bank 4)"), std::string::npos) << e;
+  }
+}
+
 TEST(KvStorePolicies, H2oSelectsPerKvHead) {
   ModelConfig c = tiny_config(1);  // 6 query heads, 2 KV heads
   KvStore<double> store(KvPlan::parse("standard", 1), c, 16, PolicySpec::parse("h2o:1"));
@@ -179,42 +259,95 @@ TEST(EnginePolicies, BanksHoldTheBudgetAfterPrefillAndEveryStep) {
       }
     }
     EXPECT_EQ(e.kv().bytes_held(), 3 * 6 * e.kv().bytes_per_cell());
-    if (policy == "streaming:2")
+    if (policy == "streaming:2") {
       EXPECT_EQ(e.kv().positions(0), (std::vector<int>{0, 1, 13, 14, 15, 16}));
-    if (policy == "window")
+    }
+    if (policy == "window") {
       EXPECT_EQ(e.kv().positions(0), (std::vector<int>{11, 12, 13, 14, 15, 16}));
+    }
   }
 }
 
 TEST(EnginePolicies, H2oEvictedTokensGetNoFurtherScore) {
+  // Standard plan: bank 0 is read by layer 0 alone, and each KV head by 3 query heads, so one
+  // decode step hands each KV head exactly 3 of attention (every head's probabilities sum to 1
+  // over the B + 1 cells the step sees). Budget 5, R = 2: each step adds a token and evicts one.
   const ModelConfig c = tiny_config();
   const auto w = init_random<double>(c, KvPlan::parse("standard", 6), 6);
   Engine<double> e(w, with_policy("h2o:2", "5"));
   e.prefill(tokens(12));
-  std::set<int> evicted;
-  std::vector<std::vector<int>> before(2);
+  const int H_kv = 2, group = 3;
+  const auto& bank = e.kv().bank(0);
+  // Position -> score of head g's cells.
+  auto cells = [&](int g) {
+    std::map<int, double> m;
+    for (int s = 0; s < bank.held(); ++s) m[bank.pos[s * H_kv + g]] = bank.score[s * H_kv + g];
+    return m;
+  };
+  std::vector<std::set<int>> evicted(H_kv);
   for (int t = 0; t < 8; ++t) {
-    const auto& bank = e.kv().bank(0);
-    std::map<int, double> score_before;
-    for (int s = 0; s < bank.held(); ++s) score_before[bank.pos[s * 2]] = bank.score[s * 2];
+    std::vector<std::map<int, double>> before;
+    for (int g = 0; g < H_kv; ++g) before.push_back(cells(g));
     e.decode(t % 37);
-    const auto now = e.kv().positions(0, 0);
-    for (auto [p, sc] : score_before) {
-      if (std::find(now.begin(), now.end(), p) == now.end()) evicted.insert(p);
-    }
-    for (int s = 0; s < e.kv().bank(0).held(); ++s) {
-      const int p = e.kv().bank(0).pos[s * 2];
-      EXPECT_EQ(evicted.count(p), 0u) << "an evicted token came back";
-      if (score_before.count(p)) EXPECT_GE(e.kv().bank(0).score[s * 2], score_before[p]);
+    const int fresh = 12 + t;  // the step's own token
+    for (int g = 0; g < H_kv; ++g) {
+      const std::map<int, double> now = cells(g);
+      ASSERT_EQ(before[g].size(), 5u);
+      ASSERT_EQ(now.size(), 5u);
+      ASSERT_EQ(now.count(fresh), 1u) << "the newest token is in the recent window";
+      // Exactly one old cell is gone; no evicted position ever comes back.
+      std::vector<int> gone;
+      for (const auto& [p, sc] : before[g]) {
+        if (!now.count(p)) gone.push_back(p);
+      }
+      ASSERT_EQ(gone.size(), 1u) << "step " << t << " head " << g;
+      for (const auto& [p, sc] : now) EXPECT_EQ(evicted[g].count(p), 0u) << "position " << p;
+      evicted[g].insert(gone[0]);
+      // The kept cells carry their own scores plus what this step gave them: each gain is in
+      // [0, 3], and together they fall short of 3 by exactly what the evicted cell took; its
+      // score left the bank with it (nothing of it moved to another slot).
+      double kept_gain = 0;
+      for (const auto& [p, sc] : now) {
+        const double gain = sc - (p == fresh ? 0.0 : before[g].at(p));
+        EXPECT_GE(gain, 0.0) << "position " << p;
+        EXPECT_LE(gain, group + 1e-9) << "position " << p;
+        kept_gain += gain;
+      }
+      const double took = group - kept_gain;
+      EXPECT_GT(took, 0.0);  // a softmax gives every cell it sees a share
+      // H2O evicted the lightest cell outside the 2 most recent, counting this step's share.
+      const double evicted_score = before[g].at(gone[0]) + took;
+      for (const auto& [p, sc] : now) {
+        if (p < fresh - 1) {
+          EXPECT_LE(evicted_score, sc + 1e-12) << "step " << t << " kept " << p;
+        }
+      }
     }
   }
-  EXPECT_GE(evicted.size(), 8u);
+  for (int g = 0; g < H_kv; ++g) EXPECT_EQ(evicted[g].size(), 8u);
 }
 
 TEST(Squeeze, KmeansIsOptimalAndSortedByCentre) {
   EXPECT_EQ(kmeans3_1d({0.9, 0.1, 0.5, 0.52, 0.11, 0.95}), (std::vector<int>{3, 1, 2, 2, 1, 3}));
   EXPECT_EQ(kmeans3_1d({0.5, 0.5, 0.5}), (std::vector<int>{1, 1, 1}));
   EXPECT_EQ(kmeans3_1d({0.2, 0.8}), (std::vector<int>{1, 3}));
+}
+
+TEST(Squeeze, KmeansSeparatesTightClustersNearOne) {
+  // Importances near 1 (layers that barely change the stream), 1e-8 apart: three clear groups,
+  // the best split's SSE a quarter of the next best. Prefix sums of squares (≈ 6) lose the
+  // 1e-16-sized SSEs to rounding and picked {87} {88, 89} {93, 94, 98}.
+  const std::vector<double> v = {0.99999993, 0.99999987, 0.99999998,
+                                 0.99999989, 0.99999994, 0.99999988};
+  EXPECT_EQ(kmeans3_1d(v), (std::vector<int>{2, 1, 3, 1, 2, 1}));
+  EXPECT_EQ(kmeans3_1d({0.99999977, 0.99999979, 0.9999999, 0.99999991, 0.99999995}),
+            (std::vector<int>{1, 1, 2, 2, 3}));
+  // The same pattern anywhere on [0, 1] gives the same clusters.
+  for (double base : {0.0, 0.25, 0.5, 0.9, 0.9999, 0.99999}) {
+    std::vector<double> w;
+    for (double x : v) w.push_back(base + (x - 0.99999987) * 1e-1);
+    EXPECT_EQ(kmeans3_1d(w), (std::vector<int>{2, 1, 3, 1, 2, 1})) << base;
+  }
 }
 
 TEST(Squeeze, BudgetsKeepTheUniformTotal) {
@@ -226,10 +359,10 @@ TEST(Squeeze, BudgetsKeepTheUniformTotal) {
   const auto r = squeeze_budgets(imp, s, 100);
   EXPECT_EQ(r.cluster, (std::vector<int>{1, 1, 3, 3, 2, 3, 1, 3}));
   EXPECT_NEAR(r.a, (8 * 0.4 - 4 * 0.1) / 4, 1e-12);
-  const int total = std::accumulate(r.budget.begin(), r.budget.end(), 0);
-  EXPECT_LE(total, 8 * 40);
-  EXPECT_GE(total, 8 * 40 - 8);  // up to the floor of each bank
-  s.f3 = 0.4;                    // f3 = f0: uniform
+  // Shares 70 (a = 0.7) and 10 (f3): whole numbers, so the budgets are exactly the shares.
+  EXPECT_EQ(r.budget, (std::vector<int>{70, 70, 10, 10, 70, 10, 70, 10}));
+  EXPECT_EQ(std::accumulate(r.budget.begin(), r.budget.end(), 0), 8 * 40);
+  s.f3 = 0.4;  // f3 = f0: uniform
   for (int b : squeeze_budgets(imp, s, 100).budget) EXPECT_EQ(b, 40);
   s.f0 = 0.9;
   s.f3 = 0.1;  // a = (8·0.9 − 4·0.1)/4 = 1.7 > 1
@@ -237,6 +370,127 @@ TEST(Squeeze, BudgetsKeepTheUniformTotal) {
   s.f0 = 0.1;
   s.f3 = 0.9;  // a < 0
   EXPECT_THROW(squeeze_budgets(imp, s, 100), Error);
+}
+
+TEST(Squeeze, ApportionHandsTheRestToTheLargestRemainders) {
+  // Shares scaled to 10: 3.3, 3.3, 3.4 -> floors 3, 3, 3, and the one token left goes to 3.4.
+  EXPECT_EQ(apportion_budgets({0.33, 0.33, 0.34}, 10), (std::vector<int>{3, 3, 4}));
+  // Equal remainders: the lower bank first.
+  EXPECT_EQ(apportion_budgets({1, 1, 1}, 5), (std::vector<int>{2, 2, 1}));
+  EXPECT_EQ(apportion_budgets({1, 1, 1, 1}, 6), (std::vector<int>{2, 2, 1, 1}));
+  // Shares are scaled: only their proportions matter.
+  EXPECT_EQ(apportion_budgets({2, 6}, 20), (std::vector<int>{5, 15}));
+  EXPECT_EQ(apportion_budgets({0.2, 0.6}, 20), (std::vector<int>{5, 15}));
+  // The minimum: a share below 1 token is held at 1 and the others share the rest.
+  EXPECT_EQ(apportion_budgets({0.01, 10, 10}, 10), (std::vector<int>{1, 5, 4}));
+  EXPECT_EQ(apportion_budgets({0, 0, 5}, 3), (std::vector<int>{1, 1, 1}));
+  EXPECT_EQ(apportion_budgets({0, 1}, 7, 3), (std::vector<int>{3, 4}));
+  EXPECT_THROW(apportion_budgets({1, 1, 1}, 2), Error);  // cannot give 3 banks 1 token each
+  EXPECT_THROW(apportion_budgets({}, 2), Error);
+  EXPECT_THROW(apportion_budgets({1, -1}, 4), Error);
+  EXPECT_THROW(apportion_budgets({1, NAN}, 4), Error);
+}
+
+TEST(Squeeze, BudgetsSumToTheUniformTotalForEveryCombination) {
+  // Importances that give all three clusters for any n >= 3 (and two for n = 2).
+  int cases = 0;
+  for (int n : {2, 3, 5, 7, 8, 13, 22, 32}) {
+    std::vector<double> imp(n);
+    for (int b = 0; b < n; ++b) imp[b] = 0.5 + 0.45 * ((b * 7919) % n) / n;
+    for (int N : {7, 10, 20, 33, 100, 101, 257, 1000, 4096}) {
+      for (double f0 : {0.1, 0.25, 0.29, 0.3, 0.5, 0.57, 0.7, 0.9}) {
+        for (double p : {0.05, 0.1, 0.2, 0.33, 0.5, 0.77, 1.0}) {
+          SqueezeSpec s;
+          s.enabled = true;
+          s.f0 = f0;
+          s.p = p;
+          if (fraction_tokens(f0, N) < 1) {
+            EXPECT_THROW(squeeze_budgets(imp, s, N), Error);
+            continue;
+          }
+          SqueezeResult r;
+          try {
+            r = squeeze_budgets(imp, s, N);
+          } catch (const Error&) {
+            continue;  // a > 1: no budgets to check
+          }
+          ++cases;
+          const long U = uniform_total_tokens(n, f0, N);
+          EXPECT_EQ(U, n * static_cast<long>(std::floor(f0 * N + 1e-9)));
+          long total = 0;
+          std::vector<double> share(n);
+          for (int b = 0; b < n; ++b) {
+            total += r.budget[b];
+            share[b] = r.fraction[b] * N * U / (n * f0 * N);  // the real share, scaled to U
+          }
+          const bool raised = *std::min_element(share.begin(), share.end()) < 1;
+          for (int b = 0; b < n; ++b) {
+            EXPECT_GE(r.budget[b], 1);
+            if (share[b] < 1) {
+              EXPECT_EQ(r.budget[b], 1);
+            }
+            // Without a bank raised to the minimum, each budget is its share rounded down or up.
+            if (!raised) {
+              EXPECT_LT(std::abs(r.budget[b] - share[b]), 1.0 + 1e-9);
+            }
+          }
+          EXPECT_EQ(total, U) << "n " << n << " N " << N << " f0 " << f0 << " p " << p;
+          if (p == 1.0) {
+            EXPECT_EQ(r.budget, std::vector<int>(n, fraction_tokens(f0, N)));
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(cases, 1500);
+}
+
+TEST(Squeeze, EqualFractionsGiveEveryBankTheUniformBudget) {
+  SqueezeSpec s;
+  s.enabled = true;
+  for (int n : {1, 2, 3, 6, 11, 22}) {
+    std::vector<double> imp(n);
+    for (int b = 0; b < n; ++b) imp[b] = 0.9 + 0.01 * ((b * 5) % 7);
+    for (int N : {5, 14, 60, 99, 100, 1023}) {
+      for (double f : {0.2, 0.29, 0.3, 0.35, 0.58, 0.7, 0.82, 1.0}) {
+        s.f0 = s.f3 = f;
+        const int B = BudgetSpec{0, f}.resolve(N);  // what the uniform run keeps per bank
+        EXPECT_EQ(squeeze_budgets(imp, s, N).budget, std::vector<int>(n, B))
+            << n << " " << N << " " << f;
+      }
+    }
+  }
+}
+
+TEST(Squeeze, NoTokensAreLostToFlooring) {
+  // 20 banks, a prompt of 20 tokens, f0 = 0.25 (U = 20 · 5 = 100), f3 = 0.09 on 11 banks, so
+  // a = (5 − 0.99) / 9: real shares 8.91 (clusters 1-2) and 1.8 (cluster 3). Flooring each bank
+  // kept 9 · 8 + 11 · 1 = 83 and lost 17 tokens; the largest remainders keep all 100: the 9
+  // remainders of 0.91 first, then 8 of the 11 remainders of 0.8, lower banks first.
+  std::vector<double> imp(20);
+  for (int b = 0; b < 20; ++b) imp[b] = b < 9 ? 0.5 + 0.01 * b : 0.95 + 0.001 * b;
+  SqueezeSpec s;
+  s.enabled = true;
+  s.f0 = 0.25;
+  s.f3 = 0.09;
+  const auto r = squeeze_budgets(imp, s, 20);
+  ASSERT_EQ(std::count(r.cluster.begin(), r.cluster.end(), 3), 11);
+  EXPECT_NEAR(r.a, (20 * 0.25 - 11 * 0.09) / 9, 1e-12);
+  EXPECT_EQ(std::accumulate(r.budget.begin(), r.budget.end(), 0), 100);
+  std::vector<int> want(20);
+  for (int b = 0; b < 20; ++b) want[b] = b < 9 ? 9 : (b < 17 ? 2 : 1);
+  EXPECT_EQ(r.budget, want);
+}
+
+TEST(Squeeze, FractionsOfThePromptRoundAsWritten) {
+  // 0.29 · 100 is 28.999999999999996 in binary; the budget is the 29 tokens the user asked for.
+  EXPECT_EQ(fraction_tokens(0.29, 100), 29);
+  EXPECT_EQ(BudgetSpec::parse("0.29").resolve(100), 29);
+  EXPECT_EQ(BudgetSpec::parse("0.57").resolve(100), 57);
+  EXPECT_EQ(BudgetSpec::parse("0.7").resolve(90), 63);
+  EXPECT_EQ(fraction_tokens(0.5, 7), 3);
+  EXPECT_EQ(fraction_tokens(0.999, 1000), 999);
+  EXPECT_EQ(fraction_tokens(1.0, 16777216), 16777216);
 }
 
 TEST(Squeeze, EqualFractionsReproduceTheUniformRunExactly) {
@@ -295,13 +549,46 @@ TEST(EnginePolicies, H2oScoresOnRequest) {
   EXPECT_TRUE(rec.h2o_scores.empty());  // off by default
   e.emit_h2o_scores(true);
   e.decode(3);
-  ASSERT_EQ(rec.h2o_scores.size(), 3u * 2u);  // 3 banks x 2 KV heads
+  ASSERT_EQ(rec.h2o_scores.size(), 3u * 2u);  // 3 banks x 2 KV heads, after the step
+  std::set<std::pair<int, int>> seen;
   for (const auto& ev : rec.h2o_scores) {
-    EXPECT_EQ(ev.positions.size(), 6u);
-    EXPECT_EQ(ev.scores.size(), 6u);
-    EXPECT_EQ(ev.positions, e.kv().positions(e.kv().bank_of_layer(ev.bank), ev.kv_head));
+    const int b = e.kv().bank_of_layer(ev.bank);
+    ASSERT_GE(b, 0);
+    EXPECT_EQ(e.kv().bank(b).kv_layer, ev.bank);
+    seen.insert({ev.bank, ev.kv_head});
+    EXPECT_EQ(ev.step, rec.summaries.back().step);
+    // The bank's own cells for that head, after the step's eviction: 6 positions, their scores
+    // and counts slot by slot.
+    ASSERT_EQ(ev.positions.size(), 6u);
+    ASSERT_EQ(ev.scores.size(), 6u);
+    ASSERT_EQ(ev.counts.size(), 6u);
+    EXPECT_EQ(ev.positions, e.kv().positions(b, ev.kv_head));
+    EXPECT_EQ(ev.positions.back(), 10);  // the step's token is held
     double total = 0;
-    for (double s : ev.scores) total += s;
+    for (int s = 0; s < 6; ++s) {
+      EXPECT_EQ(ev.scores[s], e.kv().bank(b).score[s * 2 + ev.kv_head]);
+      EXPECT_EQ(ev.counts[s], e.kv().bank(b).count[s * 2 + ev.kv_head]);
+      EXPECT_GT(ev.scores[s], 0.0);
+      EXPECT_GE(ev.counts[s], 1.0);
+      total += ev.scores[s];
+    }
+    // Each bank is read by 2 layers of 3 query heads per KV head: 11 query rows (10 prompt, 1
+    // step) gave it at most 2 · 3 · 11 of attention; the last step alone gave 2 · 3 to these
+    // 7 cells before one was evicted.
+    EXPECT_LE(total, 2.0 * 3 * 11 + 1e-9);
     EXPECT_GT(total, 0.0);
   }
+  EXPECT_EQ(seen.size(), 6u);  // every (bank, head) once
+  // Off again: no more events.
+  e.emit_h2o_scores(false);
+  e.decode(4);
+  EXPECT_EQ(rec.h2o_scores.size(), 6u);
+  // Only H2O banks report scores.
+  Engine<double> win(w, with_policy("window", "6"));
+  RecordingObserver rec2;
+  win.add_observer(&rec2);
+  win.emit_h2o_scores(true);
+  win.prefill(tokens(10));
+  win.decode(3);
+  EXPECT_TRUE(rec2.h2o_scores.empty());
 }
