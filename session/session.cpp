@@ -73,13 +73,18 @@ ref::SqueezeSpec parse_squeeze(const std::string& text) {
   ref::SqueezeSpec s;
   if (text.empty()) return s;
   const auto comma = text.find(',');
-  char* end = nullptr;
-  s.f0 = std::strtod(text.substr(0, comma).c_str(), &end);
-  if (comma == std::string::npos || *end != '\0') {
+  if (comma == std::string::npos) {
     fail("--squeeze", text, "give f0,f3 (fractions of the prompt), e.g. 0.4,0.1");
   }
-  s.f3 = std::strtod(text.substr(comma + 1).c_str(), &end);
-  if (*end != '\0') fail("--squeeze", text, "give f0,f3 (fractions of the prompt), e.g. 0.4,0.1");
+  // Each part is parsed while it lives (strtod's end pointer points into it).
+  auto number = [&](const std::string& part) {
+    char* end = nullptr;
+    const double x = std::strtod(part.c_str(), &end);
+    if (*end != '\0') fail("--squeeze", text, "give f0,f3 (fractions of the prompt), e.g. 0.4,0.1");
+    return x;
+  };
+  s.f0 = number(text.substr(0, comma));
+  s.f3 = number(text.substr(comma + 1));
   s.enabled = true;
   s.validate();
   return s;
