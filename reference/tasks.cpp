@@ -158,10 +158,7 @@ TaskScore run_task(Engine<S>& engine, const TaskExample& ex) {
     if (ex.answer[i] < 0) continue;
     const int best =
         static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    double mx = logits[0], sum = 0;
-    for (S v : logits) mx = std::max(mx, static_cast<double>(v));
-    for (S v : logits) sum += std::exp(v - mx);
-    score.nll += std::log(sum) + mx - logits[ex.answer[i]];
+    score.nll += token_nll(logits.data(), static_cast<long>(logits.size()), ex.answer[i]);
     score.correct += best == ex.answer[i];
     ++score.scored;
   }

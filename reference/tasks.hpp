@@ -4,6 +4,8 @@
 // decode step at a time, against whatever the banks kept.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -45,6 +47,16 @@ struct TaskScore {
   double nll = 0;                  // summed over scored tokens (perplexity tasks)
   std::int64_t kv_bytes_held = 0;  // after the context (when the queries begin)
 };
+
+// The negative log-likelihood (nats) of `target` under softmax(logits): logits (V). The one NLL
+// of kvlab: task scoring here and perplexity windows (session/) both use it.
+template <typename S>
+double token_nll(const S* logits, long V, int target) {
+  double mx = logits[0], sum = 0;
+  for (long v = 1; v < V; ++v) mx = std::max(mx, static_cast<double>(logits[v]));
+  for (long v = 0; v < V; ++v) sum += std::exp(logits[v] - mx);
+  return std::log(sum) + mx - logits[target];
+}
 
 // Runs one example on `engine` (which resets), scoring greedy predictions and the NLL.
 template <typename S>

@@ -1,0 +1,143 @@
+// The shared options of the commands that run a model.
+#include "cli/run_options.hpp"
+
+#include <cstdio>
+
+#include "core/error.hpp"
+
+namespace kvlab::cli {
+
+ref::PrefillSchedule to_schedule(const ScheduleFlags& f) {
+  const int given = (f.passes != 0) + (f.converge != 0) + f.token_by_token;
+  if (given > 1) {
+    fail("--passes/--converge/--token-by-token", "(several)", "choose at most one schedule");
+  }
+  ref::PrefillSchedule s;
+  s.max_passes = f.max_passes;
+  if (f.passes != 0) {
+    s.mode = ref::PrefillMode::fixed;
+    s.passes = f.passes;
+  } else if (f.converge != 0) {
+    s.mode = ref::PrefillMode::converge;
+    s.eps = f.converge;
+  } else if (f.token_by_token) {
+    s.mode = ref::PrefillMode::token_by_token;
+  }
+  s.validate();
+  return s;
+}
+
+RunOptions RunArgs::run_options() const {
+  RunOptions r;
+  r.plan = plan;
+  r.policy = policy;
+  r.positions = positions;
+  r.budget = budget;
+  r.squeeze = parse_squeeze(squeeze);
+  r.schedule = to_schedule(schedule);
+  r.threads = threads;
+  r.context = context;
+  r.force_nodiag = force_nodiag;
+  return r;
+}
+
+SessionOptions RunArgs::session_options() const {
+  SessionOptions o;
+  o.model = model;
+  o.tokenizer = tokenizer;
+  o.precision = parse_precision(precision);
+  o.run = run_options();
+  return o;
+}
+
+Prompt RunArgs::prompt_input() const {
+  if (!(registered & kTextFile)) {
+    if (prompt.empty() == tokens.empty()) {
+      fail("--prompt/--tokens", prompt.empty() ? "(none)" : "(both)",
+           "give exactly one of --prompt TEXT and --tokens 1,2,3");
+    }
+    return {prompt, tokens, ""};
+  }
+  const int sources = !prompt.empty() + !tokens.empty() + !text_file.empty();
+  if (sources != 1) {
+    fail("--prompt/--tokens/--text-file", sources ? "(several)" : "(none)", "give exactly one");
+  }
+  return {prompt, tokens, text_file};
+}
+
+void add_run_options(CLI::App* cmd, RunArgs& a, unsigned which) {
+  a.registered = which;
+  auto* model = cmd->add_option(
+      "--model", a.model, "Checkpoint: a kvlab or Hugging Face directory, or a llama2.c .bin");
+  if (a.model.empty()) {
+    model->required();
+  } else {
+    model->capture_default_str();
+  }
+  cmd->add_option("--tokenizer", a.tokenizer, "Tokenizer file (default: the checkpoint's own)");
+  cmd->add_option("--precision", a.precision, "f32 or f64")->capture_default_str();
+  cmd->add_option("--plan", a.plan,
+                  "Run under another plan (default: the checkpoint's; random weights: standard)");
+  cmd->add_option("--threads", a.threads, "CPU threads")->capture_default_str();
+  if (which & kContext) {
+    cmd->add_option("--context", a.context, "Max sequence length (default: the model's)");
+  }
+  if (which & kPolicy) {
+    cmd->add_option("--policy", a.policy,
+                    "What each KV bank keeps: full, window[:W], streaming[:S], "
+                    "h2o[:R][,norm=count]")
+        ->capture_default_str();
+  }
+  if (which & kBudget) {
+    cmd->add_option("--budget", a.budget, "Tokens per bank, or a fraction of the prompt");
+  }
+  if (which & kPositions) {
+    cmd->add_option("--positions", a.positions, "Key positions: absolute or cache")
+        ->capture_default_str();
+  }
+  if (which & kSqueeze) {
+    cmd->add_option("--squeeze", a.squeeze, "SqueezeAttention budgets: f0,f3 (e.g. 0.4,0.1)");
+  }
+  if (which & kPrompt) {
+    cmd->add_option("--prompt", a.prompt, "Prompt text (BOS first)");
+    cmd->add_option("--tokens", a.tokens, "Token ids, e.g. 1,2,3");
+  }
+  if (which & kTextFile) {
+    cmd->add_option("--text-file", a.text_file,
+                    which & kPrompt ? "Prompt from a file" : "UTF-8 text file");
+  }
+  if (which & kForceNodiag) {
+    cmd->add_flag("--force-nodiag", a.force_nodiag, "Mask the diagonal in every layer");
+  }
+  if (which & kSchedule) {
+    ScheduleFlags& f = a.schedule;
+    cmd->add_option("--passes", f.passes,
+                    "Upward plans: N iterative passes (default: 9, token by token for prompts "
+                    "of at most 9 tokens)");
+    cmd->add_option("--converge", f.converge,
+                    "Upward plans: iterate until the largest relative K/V change < EPS");
+    cmd->add_option("--max-passes", f.max_passes, "With --converge: at most N passes")
+        ->capture_default_str();
+    cmd->add_flag("--token-by-token", f.token_by_token, "Upward plans: encode one token at a time");
+  }
+}
+
+Session load_session(const RunArgs& args) {
+  return Session::load(args.session_options());
+}
+
+std::string printable(const std::string& bytes) {
+  std::string out;
+  for (unsigned char ch : bytes) {
+    if (ch < 0x20 && ch != '\n' && ch != '\t') {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+      out += buf;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
+}  // namespace kvlab::cli

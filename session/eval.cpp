@@ -1,0 +1,75 @@
+// Session::eval: a task (passkey, mqar, ppl) on the session's engine, scored by ref::run_task.
+#include <cmath>
+
+#include "core/error.hpp"
+#include "reference/tasks.hpp"
+#include "session/model_source.hpp"
+#include "session/session_impl.hpp"
+
+namespace kvlab {
+
+double EvalResult::perplexity() const {
+  return scored ? std::exp(nll / scored) : 0;
+}
+
+namespace detail {
+
+template <typename S>
+EvalResult eval(ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSetup& o) {
+  const ModelConfig& c = engine.config();
+  if (o.n < 1 || o.n > 10000) fail("--n", std::to_string(o.n), "must be in [1, 10000]");
+  std::vector<ref::TaskExample> examples;
+  const int max_len = engine.context();
+  const int length = o.length > 0 ? o.length : std::min(256, max_len / 2);
+  if (o.task == "ppl") {
+    if (o.text_file.empty()) fail("--text-file", "(none)", "the ppl task needs a text file");
+    const std::vector<int> toks = tokenizer.encode(read_text_file(o.text_file), true);
+    const int window = o.length > 0 ? o.length : std::min<int>(max_len, toks.size());
+    if (window > max_len) {
+      fail("--length", std::to_string(window),
+           "the model's context is " + std::to_string(max_len) + " tokens");
+    }
+    for (std::size_t s = 0; s + window <= toks.size() && static_cast<int>(examples.size()) < o.n;
+         s += window) {
+      examples.push_back(
+          ref::make_ppl(std::vector<int>(toks.begin() + s, toks.begin() + s + window)));
+    }
+    if (examples.empty()) examples.push_back(ref::make_ppl(toks));
+  } else {
+    for (int i = 0; i < o.n; ++i) {
+      if (o.task == "passkey") {
+        examples.push_back(ref::make_passkey(length, o.seed + i, tokenizer));
+      } else if (o.task == "mqar") {
+        examples.push_back(ref::make_mqar(length, o.pairs, o.queries, c.vocab_size, o.seed + i));
+      } else {
+        fail("--task", o.task, "must be passkey, mqar or ppl");
+      }
+    }
+  }
+  for (const auto& ex : examples) {
+    const std::size_t total = ex.context.size() + ex.query.size();
+    if (static_cast<int>(total) > max_len) {
+      fail("--length", std::to_string(ex.context.size()),
+           "the task needs " + std::to_string(total) +
+               " tokens with its questions; the model's context is " + std::to_string(max_len));
+    }
+  }
+  EvalResult r;
+  for (const auto& ex : examples) {
+    const ref::TaskScore s = ref::run_task(engine, ex);
+    r.correct += s.correct;
+    r.scored += s.scored;
+    r.nll += s.nll;
+    r.kv_bytes_held += static_cast<double>(s.kv_bytes_held) / examples.size();
+    r.kv_bytes_full += static_cast<double>(engine.kv().bytes_per_cell() *
+                                           engine.plan().num_kv_layers() * ex.context.size()) /
+                       examples.size();
+  }
+  return r;
+}
+
+template EvalResult eval(ref::Engine<float>&, const Tokenizer&, const EvalSetup&);
+template EvalResult eval(ref::Engine<double>&, const Tokenizer&, const EvalSetup&);
+
+}  // namespace detail
+}  // namespace kvlab

@@ -1,0 +1,223 @@
+// The Session: the one API every front end calls (the `kvlab` CLI today; the Python module and
+// the visualizer next). It owns what it runs with shared ownership: the weights, the tokenizer,
+// the plan, policy, budget, SqueezeAttention spec, prefill schedule, threads and context. Nothing
+// a front end holds (or drops) can leave it reading freed memory.
+//
+// Precision is chosen at run time (f32 or f64); the class is not a template. Logits come back as
+// std::vector<double> for both precisions: every float is exactly a double, so an f32 session
+// loses nothing (convert back with static_cast<float> to get its float logits bit for bit).
+//
+// Every rejection is a kvlab::Error naming the field (the CLI's flag), the value and what would
+// be valid. A Session is not thread-safe: one thread at a time (the visualizer's worker owns it).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/plan.hpp"
+#include "core/telemetry.hpp"
+#include "core/tokenizers/tokenizer.hpp"
+#include "reference/engine.hpp"
+#include "reference/squeeze.hpp"
+#include "reference/weights.hpp"
+#include "session/bench.hpp"
+#include "session/eval.hpp"
+
+namespace kvlab {
+
+enum class Precision { f32, f64 };
+// "f32" | "f64"; throws kvlab::Error naming --precision.
+Precision parse_precision(const std::string& text);
+const char* precision_name(Precision p);
+
+// SqueezeAttention from its text form "f0,f3" (fractions of the prompt, e.g. "0.4,0.1"); empty:
+// off. Throws kvlab::Error naming --squeeze, or the spec's own fields.
+ref::SqueezeSpec parse_squeeze(const std::string& text);
+
+// How a session runs its model. Session::load and Session::configure validate every field.
+struct RunOptions {
+  std::string plan;                    // a plan spec ("cla:2", "0_0_2_2"); empty: the model's own
+  std::string policy = "full";         // full | window[:W] | streaming[:S] | h2o[:R][,norm=count]
+  std::string positions = "absolute";  // key positions: absolute | cache
+  std::string budget;                  // tokens ("128") or a fraction of the prompt ("0.25")
+  ref::SqueezeSpec squeeze;            // SqueezeAttention budgets per bank (enabled: on)
+  ref::PrefillSchedule schedule;       // plans with upward edges (LCKV)
+  int threads = 1;                     // [1, 256]
+  int context = 0;                     // longest sequence; 0: max_position_embeddings
+  bool force_nodiag = false;           // mask the diagonal in every layer
+};
+
+// What Session::load reads, and how it runs it.
+struct SessionOptions {
+  // A kvlab or Hugging Face checkpoint directory, or a llama2.c .bin; with allow_random also a
+  // model preset name ("stories15m") or a config.json file: random weights (ref::init_random
+  // under run.plan, default standard, with `seed`).
+  std::string model;
+  // Benchmarks: a preset or a config.json gives random weights. Off, a config.json is refused
+  // (give its directory) and a name that is no file is a missing checkpoint.
+  bool allow_random = false;
+  std::string tokenizer;  // a tokenizer.json or llama2.c tokenizer.bin; empty: the model's own
+  Precision precision = Precision::f32;
+  std::uint64_t seed = 1;  // random weights only
+  // Random weights only: max_position_embeddings is raised to at least this (RoPE is defined at
+  // every position; a benchmark may run past the shape's trained length).
+  int min_positions = 0;
+  RunOptions run;
+};
+
+// A prompt given one of three ways: exactly one field is non-empty.
+struct Prompt {
+  std::string text;       // encoded with the session's tokenizer, BOS first
+  std::string tokens;     // token ids "1,2,3", each in [0, vocab_size)
+  std::string text_file;  // a file whose bytes are encoded as text, BOS first
+};
+
+struct GenerateOptions {
+  int max_new = 64;          // [0, 1048576]
+  double temperature = 0.0;  // [0, 100]; 0 = greedy
+  double top_p = 1.0;        // (0, 1]
+  std::int64_t seed = 0;     // >= 0, the sampler's
+  void validate() const;     // throws kvlab::Error naming --max-new, --temperature, ...
+};
+
+struct GenerateResult {
+  std::vector<int> tokens;  // the new tokens (no EOS)
+  int prompt_tokens = 0;
+  double prefill_seconds = 0, decode_seconds = 0;  // wall clock: prefill; sampling + decoding
+  double tokens_per_second() const {
+    return decode_seconds > 0 ? static_cast<double>(tokens.size()) / decode_seconds : 0.0;
+  }
+};
+
+// Perplexity over non-overlapping windows; each window predicts its tokens 1..n-1.
+struct PplResult {
+  double nll = 0;      // summed over predicted tokens, nats
+  long predicted = 0;  // tokens predicted
+  int window = 0;      // tokens per window
+  double mean_nll() const { return predicted ? nll / predicted : 0.0; }
+  double perplexity() const;
+  double bits_per_token() const;
+};
+
+// SqueezeAttention's analysis of one prompt (what `kvlab squeeze` prints).
+struct SqueezeReport {
+  std::string map;  // the plan, text form
+  int prompt_tokens = 0;
+  ref::SqueezeResult result;       // per evicting bank: importance, cluster, fraction, budget
+  std::vector<int> bank;           // per layer: the KV layer whose bank it reads
+  std::vector<int> slot;           // per layer: index into result's per-bank vectors; -1 when the
+                                   // bank does not evict (a sliding window keeps its window)
+  int evicting_banks = 0;          // banks SqueezeAttention budgets
+  long total_budget = 0;           // tokens, over the evicting banks
+  long uniform_total = 0;          // evicting banks x floor(f0 · N)
+  std::int64_t kv_bytes_held = 0;  // after the prompt, budgets applied
+};
+
+// LCKV's iterative prefill of one prompt, pass by pass (what `kvlab trace-prefill` prints).
+struct TraceReport {
+  std::string map;
+  int tokens = 0;
+  std::vector<CyclicBlock> blocks;
+  std::vector<int> passes_run;           // per cyclic block
+  std::vector<PrefillPassEvent> passes;  // one per pass and upward target
+  double logits_rel_error = -1;          // vs token by token when `exact`; -1: not computed
+};
+
+class Session {
+ public:
+  // Reads the model (and its tokenizer: --tokenizer when given; else the byte tokenizer for
+  // kvlab checkpoints that say "byte" and for random weights, tokenizer.json in a directory,
+  // tokenizer.bin beside a .bin; else a stand-in that refuses text with a named error) and builds
+  // the engine under options.run.
+  static Session load(const SessionOptions& options);
+  // A session over weights and a tokenizer someone else made; it shares their ownership, so the
+  // caller may drop its handles at once. A null tokenizer: none (text is refused by name).
+  static Session from_weights(std::shared_ptr<const ref::ModelWeights<float>> weights,
+                              std::shared_ptr<const Tokenizer> tokenizer,
+                              const RunOptions& run = {});
+  static Session from_weights(std::shared_ptr<const ref::ModelWeights<double>> weights,
+                              std::shared_ptr<const Tokenizer> tokenizer,
+                              const RunOptions& run = {});
+
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+  ~Session();
+
+  // Runs the same weights and tokenizer (nothing is reloaded) under other options; the sequence
+  // starts over. On an error the session keeps its previous options.
+  void configure(const RunOptions& run);
+  const RunOptions& run_options() const;
+
+  // ---- text and tokens
+  std::vector<int> encode(std::string_view text, bool add_bos = true) const;
+  std::string decode(const std::vector<int>& ids) const;
+  // The bytes one token stands for, or "<id>" for an id past the tokenizer's vocabulary (a model
+  // vocabulary padded beyond it).
+  std::string token_text(int id) const;
+  // The ids of a prompt given one of three ways (throws naming --prompt/--tokens/--text-file).
+  std::vector<int> tokens_of(const Prompt& prompt) const;
+
+  // ---- running (logits as double; see the top of this file)
+  // Starts a sequence with `tokens`: logits (T, V) row-major when all_logits, else the last (V).
+  std::vector<double> prefill(const std::vector<int>& tokens, bool all_logits = false);
+  // One decode step: appends `token`, returns its logits (V).
+  std::vector<double> step(int token);
+  void reset();  // an empty sequence
+  // Prefills `prompt`, then samples up to max_new tokens, stopping at EOS or the context.
+  // `on_token` (optional) sees each new token as it comes; returning false stops after it.
+  GenerateResult generate(const std::vector<int>& prompt, const GenerateOptions& options,
+                          const std::function<bool(int)>& on_token = {});
+  // Perplexity of `tokens` in windows of `window` tokens (0: min(256, context())).
+  PplResult ppl(const std::vector<int>& tokens, int window = 0);
+  // SqueezeAttention's analysis of a prompt; needs run_options().squeeze.enabled.
+  SqueezeReport squeeze(const std::vector<int>& tokens);
+  // The iterative prefill of a prompt (an automatic schedule always iterates here; token by token
+  // is refused). `exact`: also encode token by token and report each pass's error and the logits'.
+  // Runs on engines of its own built from the session's weights and options (the session's
+  // observers see the traced prefill); the session's sequence is left as it was.
+  TraceReport trace_prefill(const std::vector<int>& tokens, bool exact);
+  // A task (passkey, mqar, ppl) under the session's plan, policy and budget.
+  EvalResult eval(const EvalSetup& setup);
+  // Decode or prefill speed (best of setup.repeat). The session's sequence is overwritten.
+  BenchResult bench(const BenchSetup& setup);
+
+  // ---- telemetry
+  // Subscribes an observer to every engine this session runs (also after configure). Not owned:
+  // it must outlive the session's runs.
+  void add_observer(Observer* observer);
+  void emit_h2o_scores(bool on);     // H2oScoresEvent after each step, per H2O bank and head
+  void measure_importance(bool on);  // layer_importance() without SqueezeAttention
+
+  // ---- what the session holds
+  Precision precision() const;
+  const ModelConfig& config() const;
+  const KvPlan& plan() const;  // the plan it runs
+  // How the plan was asked for: run_options().plan, else the checkpoint's own spec ("cla:2"),
+  // "standard" for random weights, else the plan's text form.
+  std::string plan_spec() const;
+  bool random_weights() const;
+  std::string model_format() const;  // "kvlab" | "hf" | "llama2c" | "random" | "weights"
+  const Tokenizer& tokenizer() const;
+  std::shared_ptr<const Tokenizer> shared_tokenizer() const;
+  std::int64_t weight_bytes() const;
+  int position() const;  // tokens in the current sequence
+  int context() const;   // the longest sequence
+  int num_banks() const;
+  std::int64_t kv_bytes_held() const;
+  std::int64_t kv_bytes_allocated() const;
+  const std::vector<int>& passes_run() const;  // per cyclic block, by the last prefill
+  std::vector<double> layer_importance() const;
+
+  struct Impl;  // session/session_impl.hpp (not for front ends)
+
+ private:
+  explicit Session(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvlab
