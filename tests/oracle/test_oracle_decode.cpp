@@ -63,6 +63,7 @@ struct Case {
   ref::PrefillMode mode = ref::PrefillMode::automatic;
   int passes = 9;
   double f0 = 0, f3 = 0;  // SqueezeAttention when f0 > 0
+  bool force_nodiag = false;
 
   Case(std::string n, Shape s, std::string p, std::string pol = "full", std::string b = "")
       : name(std::move(n)),
@@ -77,6 +78,10 @@ struct Case {
   Case& prefill(ref::PrefillMode m, int n) {
     mode = m;
     passes = n;
+    return *this;
+  }
+  Case& nodiag() {
+    force_nodiag = true;
     return *this;
   }
   Case& squeeze(double uniform, double reduced) {
@@ -151,6 +156,7 @@ std::vector<std::string> prepare(const Case& c, const fs::path& dir, KvlabRun& r
   o.policy = ref::PolicySpec::parse(c.policy);
   if (c.cache_positions) o.policy.positions = ref::PositionMode::cache;
   if (!c.budget.empty()) o.budget = ref::BudgetSpec::parse(c.budget);
+  o.force_nodiag = c.force_nodiag;
   o.schedule.mode = c.mode;
   o.schedule.passes = c.passes;
   if (c.f0 > 0) {
@@ -197,6 +203,7 @@ std::vector<std::string> prepare(const Case& c, const fs::path& dir, KvlabRun& r
                                    "--info",        (dir / "torch_info.json").string()};
   if (!c.budget.empty()) args.insert(args.end(), {"--budget", c.budget});
   if (c.cache_positions) args.insert(args.end(), {"--positions", "cache"});
+  if (c.force_nodiag) args.push_back("--force-nodiag");
   if (c.f0 > 0) args.insert(args.end(), {"--squeeze", fmt(c.f0) + "," + fmt(c.f3)});
   return args;
 }
@@ -308,6 +315,7 @@ TEST(OracleDecode, PlanFamiliesFloat64) {
                          Case("two_blocks_1_1_3_3", kMqa, "1_1_3_3").prefill(M::fixed, 6),
                          Case("lckv1_token_by_token", kGqa, "lckv:1").prefill(M::token_by_token, 9),
                          Case("sandwich_middle3_default", kMqa, "sandwich-middle:3"),
+                         Case("nodiag_0_3_3_3", kGqa, "0_3_3_3").prefill(M::fixed, 5).nodiag(),
                      });
 }
 
@@ -330,6 +338,14 @@ TEST(OracleDecode, PoliciesFloat64) {
                     .cache()
                     .prefill(M::fixed, 4),
                 Case("h2o_lckv1", kGqa, "lckv:1", "h2o", "10").prefill(M::fixed, 4),
+                Case("h2o_lckv1_token_by_token", kGqa, "lckv:1", "h2o", "10")
+                    .prefill(M::token_by_token, 9),
+                Case("h2o2_mha_fraction", kMha, "standard", "h2o:2", "0.5"),
+                Case("h2o_cache", kGqa, "standard", "h2o", "10").cache(),
+                Case("h2o_nodiag", kGqa, "standard", "h2o", "10").nodiag(),
+                Case("streaming_default_fraction", kGqa, "standard", "streaming", "0.5"),
+                // bank 0 is read by a full and a sliding layer: it takes the policy; bank 3 not
+                Case("window_mixed_sliding_readers", kSliding, "0_0s_2_3s", "window", "10"),
             });
 }
 
@@ -344,6 +360,14 @@ TEST(OracleDecode, SqueezeFloat64) {
           Case("squeeze_streaming2", kGqa, "standard", "streaming:2").squeeze(0.5, 0.25),
           // banks 0 2 3 5, clusters 1 2 1 3: a = 0.75, budgets 12 12 12 4
           Case("squeeze_shared_banks", kDeep, "0_0_2_3_3_5", "streaming:2").squeeze(0.625, 0.25),
+          // an LCKV block [2, 4]: importances from the last of 4 passes, or token by token;
+          // banks 0 1 4 5, clusters 3 3 1 2: a = 0.75, budgets 4 4 12 12
+          Case("squeeze_lckv_iterative", kDeep, "0_1_4_4_4_5", "window")
+              .squeeze(0.5, 0.25)
+              .prefill(ref::PrefillMode::fixed, 4),
+          Case("squeeze_lckv_token_by_token", kDeep, "0_1_4_4_4_5", "h2o")
+              .squeeze(0.5, 0.25)
+              .prefill(ref::PrefillMode::token_by_token, 9),
       });
 }
 
