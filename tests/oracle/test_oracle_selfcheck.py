@@ -14,6 +14,7 @@ plus plan facts, the safetensors reader (F16/BF16), the command line, and bad in
 """
 
 import contextlib
+import itertools
 import io
 import math
 import os
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -249,6 +251,155 @@ def test_d_bottom_target_is_one_pass():
         assert_close(ref.forward(m, TOKENS, "iterative", 9), one, 0, f"{plan} 9 passes")
         assert_close(ref.forward(m, TOKENS, "auto"), one, 0, f"{plan} auto")
         assert_close(ref.forward(m, TOKENS, "token-by-token"), one, 1e-12, f"{plan} tbt")
+
+
+# ---------------------------------------------------------------------------------------------
+# (e) decode: policies, position modes, SqueezeAttention (spec sections 5, 6)
+# ---------------------------------------------------------------------------------------------
+
+LONG = TOKENS + [9, 11, 13, 2, 60, 7]  # T = 14
+FULL = ref.parse_policy("full")
+
+
+def test_e_full_decode_equals_prefill():
+    """Spec section 2: decoding token t after a prefill of t tokens equals a prefill of t + 1."""
+    cases = [(4, "0_1_2_3", {}), (4, "0_0_2_2", {}), (4, "0_0_0_3", dict(kv_heads=1)),
+             (4, "0s_1s_1s_3", dict(sliding_window=3)), (5, "0_3_3_3_4", {}),
+             (6, "0_2_2_4_4_5", {})]
+    for layers, plan, kw in cases:
+        m = ref.load_model(checkpoint(layers=layers, plan=plan, seed=80, **kw), "f64")
+        exact = ref.forward(m, LONG, "token-by-token")
+        for P in (1, 5, len(LONG)):
+            got = ref.decode(m, LONG, P, FULL, mode="token-by-token")
+            assert_close(got, exact, 1e-12, f"{plan} decode from {P}")
+            # an iterative prefill with P passes is exact, so the decode rows are too
+            got = ref.decode(m, LONG, P, FULL, mode="iterative", passes=P)
+            assert_close(got, exact, 1e-12, f"{plan} decode from {P} after {P} passes")
+        if m.plan.has_upward_edges():
+            # fewer passes: the prompt's K/V are inexact and the decode rows inherit that
+            got = ref.decode(m, LONG, 8, FULL, mode="iterative", passes=2)
+            assert_close(got[:8], ref.forward(m, LONG[:8], "iterative", 2), 1e-12, plan)
+            assert rel_err(got[8:], exact[8:]) > 1e-9, f"{plan}: 2 passes already exact?"
+
+
+def test_e_no_eviction_under_large_budgets():
+    """A budget >= T keeps everything: every policy, either position mode, equals full."""
+    for layers, plan in ((4, "0_0_2_2"), (5, "0_3_3_3_4")):
+        m = ref.load_model(checkpoint(layers=layers, plan=plan, seed=81), "f64")
+        full = ref.decode(m, LONG, 6, FULL)
+        for policy in ("window", "streaming:2", "h2o", "h2o:1"):
+            for positions in ("absolute", "cache"):
+                got = ref.decode(m, LONG, 6, ref.parse_policy(policy, positions),
+                                 ref.parse_budget(str(len(LONG))))
+                assert_close(got, full, 1e-12, f"{plan} {policy} {positions}")
+
+
+def test_e_window_policy_is_a_sliding_window_for_decoded_tokens():
+    """From a one-token prompt, window B keeps the B most recent cells between steps, so token i
+    attends to i-B..i: a model whose layers are all sliding with window B + 1."""
+    B = 3
+    windowed = ref.load_model(checkpoint(plan="0_0_2_3", seed=82), "f64")
+    sliding = ref.load_model(checkpoint(plan="0s_0s_2s_3s", sliding_window=B + 1, seed=82), "f64")
+    expected = ref.forward(sliding, LONG)
+    for positions in ("absolute", "cache"):
+        # the kept cells are contiguous, so slot differences equal position differences and
+        # pos-shift changes nothing (RoPE scores depend on i - j only)
+        got = ref.decode(windowed, LONG, 1, ref.parse_policy("window", positions),
+                         ref.parse_budget(str(B)))
+        assert_close(got, expected, 1e-12, f"window = sliding window, {positions} positions")
+    # streaming's sinks leave a gap that pos-shift closes: there the modes differ
+    a, c = (ref.decode(windowed, LONG, 1, ref.parse_policy("streaming:1", positions),
+                       ref.parse_budget(str(B))) for positions in ("absolute", "cache"))
+    assert_close(a[:B + 1], c[:B + 1], 1e-12, "streaming before any eviction")
+    assert rel_err(a[B + 2:], c[B + 2:]) > 1e-9, "pos-shift had no effect"
+
+
+def test_e_select_cells_rules():
+    pos = [0, 1, 2, 3, 4, 5, 6, 7]
+    score = [5.0, 0.1, 9.0, 0.2, 3.0, 0.3, 0.0, 0.0]
+    P = ref.parse_policy
+    assert ref.select_cells(P("window"), 3, pos, score) == [5, 6, 7]
+    assert ref.select_cells(P("streaming:2"), 5, pos, score) == [0, 1, 5, 6, 7]
+    assert ref.select_cells(P("streaming"), 5, pos, score) == [0, 1, 2, 3, 7]  # 4 sinks
+    assert ref.select_cells(P("h2o"), 4, pos, score) == [0, 2, 6, 7]           # R = 2
+    assert ref.select_cells(P("h2o:1"), 4, pos, score) == [0, 2, 4, 7]
+    assert ref.select_cells(P("h2o:0"), 2, pos, [1.0] * 8) == [0, 1]           # ties: older
+    assert ref.select_cells(P("h2o"), 8, pos, score) == list(range(8))
+    # cells need not be in position order for the rules
+    assert ref.select_cells(P("window"), 2, [4, 9, 2], [0.0] * 3) == [0, 1]
+
+
+def test_e_h2o_scores_sum_over_readers():
+    """Each query row hands out probability 1 per query head, so before any eviction a bank's
+    scores per KV head sum to (rows x heads of the group) over every reader layer."""
+    m = ref.load_model(checkpoint(plan="0_0_0_3", heads=4, kv_heads=2, seed=83), "f64")
+    bank = ref.Bank(m, 0, True, False, True)
+    hooks = ref.PrefillHooks()
+    ref.iterative_prefill(m, TOKENS, 1, False, hooks)
+    bank.append(hooks.kv[0][0], hooks.kv[0][1], torch.arange(len(TOKENS)))
+    for l in (0, 1, 2):
+        bank.add_scores(hooks.probs[l].sum(dim=1))
+    assert torch.allclose(bank.score.sum(dim=1), torch.full((2,), 3.0 * 2 * len(TOKENS),
+                                                            dtype=torch.float64)), bank.score
+
+
+def test_e_kmeans_is_the_global_optimum():
+    gen = torch.Generator().manual_seed(84)
+    for n in (3, 4, 5, 6, 7):
+        for _ in range(20):
+            values = torch.rand(n, generator=gen, dtype=torch.float64).tolist()
+            labels = ref.kmeans3_exact(values)
+
+            def cost(lab):
+                total = 0.0
+                for c in (1, 2, 3):
+                    part = [v for v, x in zip(values, lab) if x == c]
+                    if not part:
+                        return math.inf
+                    mean = sum(part) / len(part)
+                    total += sum((v - mean) ** 2 for v in part)
+                return total
+
+            best = min(cost(lab) for lab in itertools.product((1, 2, 3), repeat=n))
+            assert abs(cost(labels) - best) <= 1e-15, (values, labels)
+            centres = [sum(v for v, x in zip(values, labels) if x == c) /
+                       labels.count(c) for c in (1, 2, 3)]
+            assert centres == sorted(centres), (values, labels)
+
+
+def test_e_squeeze_budgets():
+    F = Fraction
+    s = [0.9, 0.1, 0.5, 0.95, 0.92]          # C1 = {1}, C2 = {2}, C3 = {0, 3, 4}
+    labels, a, budgets = ref.squeeze_budgets(s, F("0.5"), F("0.3"), 16)
+    assert labels == [3, 1, 2, 3, 3], labels
+    assert a == F("0.8"), a                     # (5 * 0.5 - 3 * 0.3) / 2
+    assert sum(budgets) == 5 * 8, budgets       # U = n floor(f0 N)
+    # shares 4.8 12.8 12.8 4.8 4.8 (sum 40 = U): floors 4 12 12 4 4, 4 tokens left, every
+    # remainder 0.8: the lower banks first
+    assert budgets == [5, 13, 13, 5, 4], budgets
+    labels, a, budgets = ref.squeeze_budgets(s, F("0.6"), F("0.4"), 16)
+    # a = 0.9: shares 6.4 14.4 14.4 6.4 6.4 (sum 48) scaled to U = 45: 6 13.5 13.5 6 6
+    # (exact arithmetic: 6.4 * 45 / 48 is exactly 6, remainder 0, so bank 1 gets the token)
+    assert budgets == [6, 14, 13, 6, 6], budgets
+    labels, a, budgets = ref.squeeze_budgets(s, F("0.6"), F("0.6"), 16)
+    assert budgets == [9] * 5, budgets          # f3 = f0: the uniform run
+    try:
+        ref.squeeze_budgets(s, F("0.9"), F("0.1"), 16)
+        raise AssertionError("a > 1 must be rejected")
+    except ref.OracleError as e:
+        assert "outside [0, 1]" in str(e), e
+
+
+def test_e_squeeze_importance_same_in_every_prefill_mode():
+    """s_l from an all-rows prefill (the last of P passes: exact) equals s_l token by token."""
+    m = ref.load_model(checkpoint(layers=5, plan="0_3_3_3_4", seed=85), "f64")
+    infos = []
+    for mode in ("iterative", "token-by-token"):
+        info = {}
+        ref.decode(m, LONG, 10, ref.parse_policy("window"), ref.parse_budget("6"), mode=mode,
+                   passes=10, info=info)
+        infos.append(info["layer_importance"])
+    assert max(abs(a - b) for a, b in zip(*infos)) < 1e-12, infos
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
-"""Independent PyTorch oracle for kvlab: the prefill logits of a kvlab checkpoint under any KV plan.
+"""Independent PyTorch oracle for kvlab: the logits of a kvlab checkpoint under any KV plan, for a
+prefill or a prefill followed by decode steps under a sequence policy.
 
-Written from the contract (shared/spec/techniques.md sections 1-3), not from the C++ engine, so that
-the two can be compared. Plain PyTorch on the CPU, one function per operation.
+Written from the contract (shared/spec/techniques.md sections 1-3, 5, 6), not from the C++ engine,
+so that the two can be compared. Plain PyTorch on the CPU, one function per operation.
 
     python3 tests/oracle/torch_reference.py --model DIR --tokens 1,2,3 --precision f64 --out L.npy
         [--plan TEXTFORM] [--mode auto|iterative|token-by-token] [--passes N] [--force-nodiag]
+        [--decode-from P [--policy full|window[:W]|streaming[:S]|h2o[:R]] [--budget B|F]
+         [--positions absolute|cache] [--squeeze F0,F3 [--bank-importance min|mean]]
+         [--info INFO.json]]
+    python3 tests/oracle/torch_reference.py --batch RUNS.json   # a JSON list of such command lines
 
-writes the logits of every prompt position, shape [T, V], float64 (f64) or float32 (f32).
+writes the logits of every position, shape [T, V], float64 (f64) or float32 (f32). Without
+--decode-from every token is part of the prompt. With it, the first P tokens are the prompt
+(prefilled under the plan's semantics), the policy's budgets are applied, and each remaining
+token is one decode step against the cache, after which every bank is evicted back to its budget;
+the rows are the prompt's P rows, then one per decode step. --info writes the layer importances
+s_l, the Squeeze clusters and budgets, and the positions each bank's KV heads hold at the end.
 
 Dimension legend, used in every shape comment:
     T  tokens of the prompt          C  model width (hidden_size)
@@ -29,6 +39,7 @@ import os
 import struct
 import sys
 import tempfile
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -303,9 +314,10 @@ def attention_set(q_pos, k_pos, upward, sliding, window, nodiag):
     return allowed
 
 
-def attention(q, k, v, allowed):
+def attention(q, k, v, allowed, want_probs=False):
     """q: (Tq, H, D) after RoPE, k/v: (Tk, H_kv, D) (k after RoPE), allowed: (Tq, Tk)
-    -> (Tq, H*D). Query head h reads KV head h // (H / H_kv). A row whose set is empty is 0."""
+    -> (Tq, H*D). Query head h reads KV head h // (H / H_kv). A row whose set is empty is 0.
+    With want_probs: (out, probs (H, Tq, Tk)), probs exactly 0 outside the set."""
     Tq, H, D = q.shape
     group = H // k.shape[1]
     k = k.repeat_interleave(group, dim=1)                           # (Tk, H, D)
@@ -315,7 +327,8 @@ def attention(q, k, v, allowed):
     probs = torch.softmax(scores, dim=-1)                           # empty rows give NaN here...
     probs = torch.where(allowed[None], probs, torch.zeros_like(probs))  # ...and exactly 0 here
     out = torch.einsum("hqk,khd->qhd", probs, v)                    # (Tq, H, D)
-    return out.reshape(Tq, H * D)
+    out = out.reshape(Tq, H * D)
+    return (out, probs) if want_probs else out
 
 
 def swiglu_mlp(h, w1, w3, w2):
@@ -332,30 +345,66 @@ def final_logits(model, x):
 # One decoder layer
 # ---------------------------------------------------------------------------------------------
 
-def project_kv(model, l, h, positions):
-    """KV layer l: h: (T, C) normed input, positions: (T,) -> k, v: (T, H_kv, D), k after RoPE."""
+def project_kv_raw(model, l, h):
+    """KV layer l: h: (T, C) normed input -> k, v: (T, H_kv, D), k before RoPE."""
     T = h.shape[0]
     k = linear(h, layer_weight(model, l, "self_attn.k_proj")).reshape(T, model.H_kv, model.D)
     v = linear(h, layer_weight(model, l, "self_attn.v_proj")).reshape(T, model.H_kv, model.D)
+    return k, v
+
+
+def rope_at(model, x, positions):
+    """x: (T, heads, D) rotated by positions: (T,) -> (T, heads, D)"""
     cos, sin = rope_cos_sin(positions, model.D, model.theta, model.dtype)
-    return apply_rope(k, cos, sin), v
+    return apply_rope(x, cos, sin)
 
 
-def decoder_layer(model, l, x, positions, write_kv, read_kv, nodiag):
+def project_kv(model, l, h, positions):
+    """KV layer l: h: (T, C) normed input, positions: (T,) -> k, v: (T, H_kv, D), k after RoPE."""
+    k, v = project_kv_raw(model, l, h)
+    return rope_at(model, k, positions), v
+
+
+class PrefillHooks:
+    """What a decode run needs from an all-rows prefill, per layer; a layer that runs again (the
+    passes of a cyclic block) overwrites its entry, so the last pass's values remain.
+      kv[l]     = (k after RoPE, v, k before RoPE): (T, H_kv, D) each, for KV layers
+      probs[l]  = attention probabilities (H, T, T) of layer l over the prompt rows
+      cos[l]    = (T,) cos(x_t, x_t + W_O Attn(RMSNorm(x_t))) per prompt row (spec section 6)"""
+
+    def __init__(self):
+        self.kv, self.probs, self.cos = {}, {}, {}
+
+
+def row_cosines(a, b):
+    """a, b: (T, C) -> (T,) cosine similarity of each row pair"""
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
+
+
+def decoder_layer(model, l, x, positions, write_kv, read_kv, nodiag, hooks=None):
     """Layer l on the rows x: (T, C) at `positions`: (T,) -> (T, C).
     write_kv(l, k, v) stores the new K/V of a KV layer (k, v: (T, H_kv, D));
-    read_kv(l) -> (k, v): (Tk, H_kv, D) is what layer l attends to, for key positions 0..Tk-1."""
+    read_kv(l) -> (k, v): (Tk, H_kv, D) is what layer l attends to, for key positions 0..Tk-1.
+    hooks (PrefillHooks): records K/V, attention probabilities and the importance cosines."""
     T = x.shape[0]
     h = rms_norm(x, layer_weight(model, l, "input_layernorm"), model.eps)
     if model.plan.is_kv_layer(l):
-        write_kv(l, *project_kv(model, l, h, positions))
+        k_raw, v = project_kv_raw(model, l, h)
+        k = rope_at(model, k_raw, positions)
+        write_kv(l, k, v)
+        if hooks is not None:
+            hooks.kv[l] = (k, v, k_raw)
     q = linear(h, layer_weight(model, l, "self_attn.q_proj")).reshape(T, model.H, model.D)
-    cos, sin = rope_cos_sin(positions, model.D, model.theta, model.dtype)
-    q = apply_rope(q, cos, sin)                  # readers rotate only their queries
+    q = rope_at(model, q, positions)             # readers rotate only their queries
     k, v = read_kv(l)
     allowed = attention_set(positions, torch.arange(k.shape[0]), model.plan.is_upward(l),
                             model.plan.sliding[l], model.window, nodiag)
-    x = x + linear(attention(q, k, v, allowed), layer_weight(model, l, "self_attn.o_proj"))
+    att, probs = attention(q, k, v, allowed, want_probs=True)
+    x_in = x
+    x = x + linear(att, layer_weight(model, l, "self_attn.o_proj"))
+    if hooks is not None:
+        hooks.probs[l] = probs
+        hooks.cos[l] = row_cosines(x_in, x)
     h = rms_norm(x, layer_weight(model, l, "post_attention_layernorm"), model.eps)
     return x + swiglu_mlp(h, layer_weight(model, l, "mlp.gate_proj"),
                           layer_weight(model, l, "mlp.up_proj"), layer_weight(model, l, "mlp.down_proj"))
@@ -365,8 +414,9 @@ def decoder_layer(model, l, x, positions, write_kv, read_kv, nodiag):
 # Prefill: blocks without upward edges once, cyclic blocks in passes (spec section 3)
 # ---------------------------------------------------------------------------------------------
 
-def iterative_prefill(model, tokens, passes, nodiag):
-    """All T tokens in parallel -> logits (T, V). With no upward edge this is one plain pass."""
+def iterative_prefill(model, tokens, passes, nodiag, hooks=None):
+    """All T tokens in parallel -> logits (T, V). With no upward edge this is one plain pass.
+    hooks (PrefillHooks): filled with the final K/V, the attention and the importance cosines."""
     T = len(tokens)
     positions = torch.arange(T)
     store = {}  # KV layer -> (k, v): (T, H_kv, D), the final K/V of every layer done so far
@@ -381,7 +431,7 @@ def iterative_prefill(model, tokens, passes, nodiag):
         if not cyclic:
             for l in range(first, last + 1):
                 x = decoder_layer(model, l, x, positions, write_to(store),
-                                  lambda l: store[model.plan.kv[l]], nodiag)
+                                  lambda l: store[model.plan.kv[l]], nodiag, hooks)
             continue
         block_input = x
         targets = {model.plan.kv[l] for l in range(first, last + 1) if model.plan.is_upward(l)}
@@ -396,7 +446,7 @@ def iterative_prefill(model, tokens, passes, nodiag):
                 return source[model.plan.kv[l]]
 
             for l in range(first, last + 1):
-                x = decoder_layer(model, l, x, positions, write_to(current), read, nodiag)
+                x = decoder_layer(model, l, x, positions, write_to(current), read, nodiag, hooks)
             previous = {t: current[t] for t in targets}
         store = current                                  # the last pass writes the cache
     return final_logits(model, x)
@@ -445,6 +495,338 @@ def forward(model, tokens, mode="auto", passes=None, force_nodiag=False):
 
 
 # ---------------------------------------------------------------------------------------------
+# Decode: one token at a time against a cache with sequence policies (spec section 5) and
+# SqueezeAttention budgets (spec section 6)
+# ---------------------------------------------------------------------------------------------
+
+POLICY_KINDS = ("full", "window", "streaming", "h2o")
+
+
+class Policy:
+    """What an evicting bank keeps between steps (spec section 5).
+    kind       full | window | streaming | h2o
+    window     W of window:W (it sets the budget); None: the budget decides
+    sinks      S of streaming:S, default 4 (the budget includes the sinks)
+    recent     R of h2o:R; None: B // 2
+    positions  absolute (keys keep the RoPE of their position) | cache (pos-shift: pre-RoPE keys,
+               rotated by their slot at attention time, the query by the bank length)"""
+
+    def __init__(self, kind="full", window=None, sinks=4, recent=None, positions="absolute"):
+        self.kind, self.window, self.sinks, self.recent = kind, window, sinks, recent
+        self.positions = positions
+
+
+def parse_policy(text, positions="absolute"):
+    """'full' | 'window[:W]' | 'streaming[:S]' | 'h2o[:R]' -> Policy"""
+    name, _, arg = text.partition(":")
+    if name not in POLICY_KINDS:
+        raise OracleError(f"--policy '{text}': unknown policy (use {', '.join(POLICY_KINDS)})")
+    if arg and not arg.isdigit():
+        raise OracleError(f"--policy '{text}': '{arg}' is not a non-negative integer")
+    if positions not in ("absolute", "cache"):
+        raise OracleError(f"--positions '{positions}': use absolute or cache")
+    value = int(arg) if arg else None
+    if name == "full" and value is not None:
+        raise OracleError(f"--policy '{text}': full takes no argument")
+    if name == "window" and value == 0:
+        raise OracleError(f"--policy '{text}': a window needs at least one token")
+    return Policy(name, window=value if name == "window" else None,
+                  sinks=value if name == "streaming" and value is not None else 4,
+                  recent=value if name == "h2o" else None, positions=positions)
+
+
+def parse_budget(text):
+    """'128' (tokens) or '0.25' (a fraction f of the prompt, B = floor(f * N)) -> a function
+    N -> B. Fractions are read as exact decimals."""
+    if text is None:
+        return None
+    try:
+        if "." in text:
+            f = Fraction(text)
+            if not 0 < f <= 1:
+                raise ValueError
+            return lambda N: math.floor(f * N)
+        tokens = int(text)
+        if tokens < 1:
+            raise ValueError
+        return lambda N: tokens
+    except ValueError:
+        raise OracleError(f"--budget '{text}': tokens (an integer >= 1) or a fraction in (0, 1]")
+
+
+class Bank:
+    """The cells of KV layer `layer`'s bank, per KV head g, in slot order. New cells enter at the
+    end and eviction keeps the order of the rest, so slots are in ascending position order.
+        k, v   (H_kv, N, D): k after RoPE, or before RoPE when `cache_positions`
+        pos    (H_kv, N) int64: the position of each cell
+        score  (H_kv, N) float64: accumulated attention (H2O), summed over the query heads of g
+    `evicts`: the bank takes the policy and its budget (spec section 5; banks that only sliding
+    layers read keep their window instead, as kvlab's docs/squeeze.md chose)."""
+
+    def __init__(self, model, layer, evicts, cache_positions, tracks_scores):
+        self.layer, self.evicts = layer, evicts
+        self.cache_positions, self.tracks_scores = cache_positions, tracks_scores
+        self.budget = None  # None: never evicts
+        self.k = torch.zeros(model.H_kv, 0, model.D, dtype=model.dtype)
+        self.v = torch.zeros(model.H_kv, 0, model.D, dtype=model.dtype)
+        self.pos = torch.zeros(model.H_kv, 0, dtype=torch.long)
+        self.score = torch.zeros(model.H_kv, 0, dtype=torch.float64)
+
+    def held(self):
+        return self.pos.shape[1]
+
+    def append(self, k, v, positions):
+        """k, v: (T, H_kv, D), positions: (T,): every KV head gets the T new cells, score 0."""
+        H_kv, T = k.shape[1], k.shape[0]
+        self.k = torch.cat([self.k, k.transpose(0, 1)], dim=1)
+        self.v = torch.cat([self.v, v.transpose(0, 1)], dim=1)
+        self.pos = torch.cat([self.pos, positions[None, :].expand(H_kv, T)], dim=1)
+        self.score = torch.cat([self.score, torch.zeros(H_kv, T, dtype=torch.float64)], dim=1)
+
+    def add_scores(self, probs):
+        """probs: (H, N) attention of one query row over the N cells (query head h reads KV head
+        h // group): each cell gains the probability it received from the heads of its group."""
+        H, N = probs.shape
+        H_kv = self.pos.shape[0]
+        self.score += probs.to(torch.float64).reshape(H_kv, H // H_kv, N).sum(dim=1)
+
+    def evict(self, policy):
+        """Drops cells until each KV head holds at most the budget (each head chooses its own)."""
+        if not self.evicts or self.budget is None or self.held() <= self.budget:
+            return
+        keep = [torch.tensor(select_cells(policy, self.budget, self.pos[g].tolist(),
+                                          self.score[g].tolist()), dtype=torch.long)
+                for g in range(self.pos.shape[0])]
+        self.k = torch.stack([self.k[g, idx] for g, idx in enumerate(keep)])
+        self.v = torch.stack([self.v[g, idx] for g, idx in enumerate(keep)])
+        self.pos = torch.stack([self.pos[g, idx] for g, idx in enumerate(keep)])
+        self.score = torch.stack([self.score[g, idx] for g, idx in enumerate(keep)])
+
+
+def select_cells(policy, budget, pos, score):
+    """The cells (ascending indices) one KV head keeps: pos, score are lists over its N cells."""
+    n = len(pos)
+    if n <= budget or policy.kind == "full":
+        return list(range(n))
+    newest_first = sorted(range(n), key=lambda j: -pos[j])
+    if policy.kind == "window":
+        keep = newest_first[:budget]
+    elif policy.kind == "streaming":
+        sinks = min(policy.sinks, budget)
+        keep = sorted(range(n), key=lambda j: pos[j])[:sinks]  # the first tokens of the sequence
+        keep += [j for j in newest_first if j not in keep][:budget - sinks]
+    else:  # h2o: the R most recent, then the heaviest of the rest (ties: the older token)
+        recent = min(budget // 2 if policy.recent is None else policy.recent, budget)
+        keep = newest_first[:recent]
+        rest = sorted((j for j in range(n) if j not in keep), key=lambda j: (-score[j], pos[j]))
+        keep += rest[:budget - recent]
+    return sorted(keep)
+
+
+def attend_bank(model, l, q, i, bank, nodiag):
+    """One query row of layer l at position i over bank's cells. q: (1, H, D) before RoPE
+    -> out (1, H*D), probs (H, N). In cache position mode the keys are rotated by their slot
+    0..N-1 and the query by the slot its token has (or, for an upward reader whose target has not
+    run yet, will have) in this bank: the number of cells before it."""
+    H, H_kv, D = model.H, model.H_kv, model.D
+    group = H // H_kv
+    N = bank.held()
+    if bank.cache_positions:
+        q_slot = int((bank.pos[0] < i).sum())
+        q = rope_at(model, q, torch.tensor([q_slot]))
+        keys = rope_at(model, bank.k.transpose(0, 1), torch.arange(N)).transpose(0, 1)
+    else:
+        q = rope_at(model, q, torch.tensor([i]))
+        keys = bank.k                                                 # (H_kv, N, D)
+    allowed = torch.stack([attention_set(torch.tensor([i]), bank.pos[g], model.plan.is_upward(l),
+                                         model.plan.sliding[l], model.window, nodiag)[0]
+                           for g in range(H_kv)])                     # (H_kv, N)
+    k = keys.repeat_interleave(group, dim=0)                          # (H, N, D)
+    v = bank.v.repeat_interleave(group, dim=0)                        # (H, N, D)
+    a = allowed.repeat_interleave(group, dim=0)                       # (H, N)
+    scores = torch.einsum("hd,hnd->hn", q[0], k) / math.sqrt(D)       # (H, N)
+    scores = scores.masked_fill(~a, float("-inf"))
+    probs = torch.softmax(scores, dim=-1) if N > 0 else scores
+    probs = torch.where(a, probs, torch.zeros_like(probs))            # empty set: 0
+    out = torch.einsum("hn,hnd->hd", probs, v)                        # (H, D)
+    return out.reshape(1, H * D), probs
+
+
+def decode_step(model, banks, token, i, nodiag, cosines=None):
+    """Token `token` at position i through every layer against the banks -> logits (1, V).
+    A KV layer appends the token's K/V to its bank before any reader reads it; an upward reader
+    finds only earlier tokens there (spec section 2). cosines: {l: [...]} collects the importance
+    cosine of each layer (prefill rows only)."""
+    x = embed(model, [token])                                         # (1, C)
+    pos = torch.tensor([i])
+    for l in range(model.L):
+        h = rms_norm(x, layer_weight(model, l, "input_layernorm"), model.eps)
+        if model.plan.is_kv_layer(l):
+            k_raw, v = project_kv_raw(model, l, h)
+            own = banks[l]
+            own.append(k_raw if own.cache_positions else rope_at(model, k_raw, pos), v, pos)
+        q = linear(h, layer_weight(model, l, "self_attn.q_proj")).reshape(1, model.H, model.D)
+        bank = banks[model.plan.kv[l]]
+        att, probs = attend_bank(model, l, q, i, bank, nodiag)
+        if bank.tracks_scores:
+            bank.add_scores(probs)
+        x_in = x
+        x = x + linear(att, layer_weight(model, l, "self_attn.o_proj"))
+        if cosines is not None:
+            cosines[l].append(row_cosines(x_in, x))
+        h = rms_norm(x, layer_weight(model, l, "post_attention_layernorm"), model.eps)
+        x = x + swiglu_mlp(h, layer_weight(model, l, "mlp.gate_proj"),
+                           layer_weight(model, l, "mlp.up_proj"),
+                           layer_weight(model, l, "mlp.down_proj"))
+    return final_logits(model, x)
+
+
+def readers(plan, t):
+    return [l for l in range(plan.layers()) if plan.kv[l] == t]
+
+
+def kmeans3_exact(values):
+    """1-D k-means with 3 clusters, the global optimum: in one dimension an optimal partition is
+    contiguous in sorted order, so every pair of split points is tried, with exact rational sums
+    of squares. -> labels 1, 2, 3 by centre (1 lowest). Needs 3 distinct values."""
+    n = len(values)
+    if len(set(values)) < 3:
+        raise OracleError(f"k-means with 3 clusters needs 3 distinct values, got {values}")
+    order = sorted(range(n), key=lambda j: values[j])
+    v = [Fraction(values[j]) for j in order]
+
+    def sse(part):
+        mean = sum(part) / len(part)
+        return sum((x - mean) ** 2 for x in part)
+
+    best = None
+    for a in range(1, n - 1):
+        for b in range(a + 1, n):
+            if v[a] == v[a - 1] or v[b] == v[b - 1]:
+                continue  # equal values belong to one cluster
+            cost = sse(v[:a]) + sse(v[a:b]) + sse(v[b:])
+            if best is None or cost < best[0]:
+                best = (cost, a, b)
+    _, a, b = best
+    labels = [0] * n
+    for rank, j in enumerate(order):
+        labels[j] = 1 if rank < a else (2 if rank < b else 3)
+    return labels
+
+
+def squeeze_budgets(bank_importance, f0, f3, N):
+    """Spec section 6 steps 2-3 over n banks: clusters, a = (n f0 - |C3| f3) / (|C1| + |C2|),
+    then integer budgets: the real shares f_b N scaled to sum to U = n floor(f0 N), each floored,
+    the remaining tokens one each to the largest remainders (ties: lower bank first).
+    f0, f3: Fractions. -> (labels, a, budgets)"""
+    n = len(bank_importance)
+    labels = kmeans3_exact(bank_importance)
+    c3 = labels.count(3)
+    a = (n * f0 - c3 * f3) / (n - c3)
+    if not 0 <= a <= 1:
+        raise OracleError(f"squeeze: a = (n f0 - |C3| f3) / (|C1| + |C2|) = {float(a)} is "
+                          f"outside [0, 1]")
+    fractions = [f3 if c == 3 else a for c in labels]
+    U = n * math.floor(f0 * N)
+    shares = [f * N for f in fractions]
+    scaled = [s * U / sum(shares) for s in shares]
+    budgets = [math.floor(s) for s in scaled]
+    left = U - sum(budgets)
+    by_remainder = sorted(range(n), key=lambda b: (-(scaled[b] - budgets[b]), b))
+    for b in by_remainder[:left]:
+        budgets[b] += 1
+    return labels, a, budgets
+
+
+def decode(model, tokens, prompt_len, policy, budget=None, squeeze=None, bank_mean=False,
+           mode="auto", passes=None, force_nodiag=False, info=None):
+    """Prefill tokens[:prompt_len] (the plan's prefill: one pass, iterative passes, or token by
+    token), apply the budgets, then feed the remaining tokens one at a time, evicting after each.
+    -> logits (T, V): the prompt rows, then one row per decode step.
+    policy: Policy; budget: N -> B (parse_budget) or None; squeeze: (f0, f3) Fractions or None;
+    info: a dict that receives the importances, clusters, budgets and the cells held at the end."""
+    T, P = len(tokens), prompt_len
+    for t in tokens:
+        if not 0 <= t < model.V:
+            raise OracleError(f"token id {t} is outside the vocabulary [0, {model.V})")
+    if not 1 <= P <= T:
+        raise OracleError(f"--decode-from {P}: the prompt needs 1..{T} tokens")
+    passes = DEFAULT_PASSES if passes is None else passes
+    if passes < 1:
+        raise OracleError(f"--passes {passes}: at least one pass is needed")
+    if squeeze is not None and policy.kind == "full":
+        raise OracleError("squeeze budgets need an evicting policy (window, streaming, h2o)")
+    nodiag = force_nodiag or model.force_nodiag
+    plan = model.plan
+    banks = {}
+    for t in range(model.L):
+        if plan.is_kv_layer(t):
+            evicts = policy.kind != "full" and not all(plan.sliding[r] for r in readers(plan, t))
+            banks[t] = Bank(model, t, evicts, evicts and policy.positions == "cache",
+                            evicts and policy.kind == "h2o")
+    with torch.no_grad():
+        # The prompt, attended fully.
+        if plan.has_upward_edges() and (mode == "token-by-token" or
+                                        (mode == "auto" and P <= passes)):
+            cosines = {l: [] for l in range(model.L)}
+            rows = [decode_step(model, banks, tokens[i], i, nodiag, cosines) for i in range(P)]
+            importance = [torch.cat(cosines[l]).mean().item() for l in range(model.L)]
+        elif mode in ("auto", "iterative", "token-by-token"):
+            hooks = PrefillHooks()
+            rows = [iterative_prefill(model, tokens[:P], passes, nodiag, hooks)]
+            for t, bank in banks.items():
+                k, v, k_raw = hooks.kv[t]
+                bank.append(k_raw if bank.cache_positions else k, v, torch.arange(P))
+                if bank.tracks_scores:
+                    for l in readers(plan, t):  # every layer that reads the bank
+                        bank.add_scores(hooks.probs[l].sum(dim=1))
+            importance = [hooks.cos[l].mean().item() for l in range(model.L)]
+        else:
+            raise OracleError(f"unknown mode {mode}")
+
+        # Budgets, then the prompt is evicted down to them.
+        evicting = [t for t in sorted(banks) if banks[t].evicts]
+        B = None
+        if policy.window is not None:
+            B = policy.window
+        elif budget is not None:
+            B = budget(P)
+        if info is not None:
+            info["layer_importance"] = importance
+            info["banks"] = evicting
+        if squeeze is not None:
+            pick = (lambda xs: sum(xs) / len(xs)) if bank_mean else min
+            bank_importance = [pick([importance[r] for r in readers(plan, t)]) for t in evicting]
+            labels, a, budgets = squeeze_budgets(bank_importance, squeeze[0], squeeze[1], P)
+            for t, b in zip(evicting, budgets):
+                banks[t].budget = b
+            if info is not None:
+                info.update(bank_importance=bank_importance, clusters=labels, a=float(a),
+                            budgets=budgets)
+        elif B is not None:
+            if B < 1:
+                raise OracleError(f"the budget is {B} tokens for a prompt of {P}")
+            for t in evicting:
+                banks[t].budget = B
+        if policy.kind == "streaming":
+            for t in evicting:
+                if banks[t].budget is not None and banks[t].budget <= policy.sinks:
+                    raise OracleError(f"bank {t}: budget {banks[t].budget} must exceed the "
+                                      f"{policy.sinks} sinks (the budget includes them)")
+        for bank in banks.values():
+            bank.evict(policy)
+
+        # One token at a time; every bank is evicted back to its budget after each step.
+        for i in range(P, T):
+            rows.append(decode_step(model, banks, tokens[i], i, nodiag))
+            for bank in banks.values():
+                bank.evict(policy)
+    if info is not None:
+        info["held"] = {str(t): bank.pos.tolist() for t, bank in banks.items()}
+    return torch.cat(rows)
+
+
+# ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
 
@@ -461,7 +843,7 @@ def save_npy_atomic(path, array):
         raise
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="kvlab checkpoint directory")
     p.add_argument("--tokens", required=True, help="comma-separated token ids, e.g. 1,2,3")
@@ -472,8 +854,25 @@ def main(argv=None):
     p.add_argument("--passes", type=int, default=None,
                    help=f"passes per cyclic block (default {DEFAULT_PASSES})")
     p.add_argument("--force-nodiag", action="store_true", help="mask the diagonal in every layer")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    d = p.add_argument_group("decode (spec sections 5, 6)")
+    d.add_argument("--decode-from", type=int, default=None, metavar="P",
+                   help="prefill the first P tokens, then decode the rest one at a time")
+    d.add_argument("--policy", default="full", help="full | window[:W] | streaming[:S] | h2o[:R]")
+    d.add_argument("--budget", default=None,
+                   help="tokens per bank (128) or a fraction of the prompt (0.25)")
+    d.add_argument("--positions", choices=["absolute", "cache"], default="absolute")
+    d.add_argument("--squeeze", default=None, metavar="F0,F3",
+                   help="SqueezeAttention budgets: uniform fraction f0, reduced fraction f3")
+    d.add_argument("--bank-importance", choices=["min", "mean"], default="min",
+                   help="a shared bank's importance from its readers' s_l")
+    d.add_argument("--info", default=None,
+                   help="decode: a JSON file with importances, clusters, budgets, held cells")
+    return p
+
+
+def run(argv):
+    """One command line -> exit status."""
+    args = build_parser().parse_args(argv)
     try:
         tokens = [int(t) for t in args.tokens.split(",") if t.strip() != ""]
     except ValueError:
@@ -482,13 +881,64 @@ def main(argv=None):
         return 2
     try:
         model = load_model(args.model, args.precision, args.plan)
-        logits = forward(model, tokens, args.mode, args.passes, args.force_nodiag)
+        if args.decode_from is None:
+            if (args.policy != "full" or args.budget or args.squeeze or args.info
+                    or args.positions != "absolute"):
+                raise OracleError("--policy, --budget, --positions, --squeeze and --info need "
+                                  "--decode-from")
+            logits = forward(model, tokens, args.mode, args.passes, args.force_nodiag)
+        else:
+            squeeze = None
+            if args.squeeze:
+                try:
+                    squeeze = tuple(Fraction(x) for x in args.squeeze.split(","))
+                except ValueError:
+                    squeeze = ()
+                if len(squeeze) != 2 or not all(0 < f <= 1 for f in squeeze):
+                    raise OracleError(f"--squeeze '{args.squeeze}': two fractions f0,f3 in (0, 1]")
+            info = {} if args.info else None
+            logits = decode(model, tokens, args.decode_from,
+                            parse_policy(args.policy, args.positions), parse_budget(args.budget),
+                            squeeze, args.bank_importance == "mean", args.mode, args.passes,
+                            args.force_nodiag, info)
+            if args.info:
+                with open(args.info, "w") as f:
+                    json.dump(info, f, indent=1)
         out_dtype = np.float64 if args.precision == "f64" else np.float32
         save_npy_atomic(args.out, logits.numpy().astype(out_dtype))
     except (OracleError, OSError, json.JSONDecodeError) as e:
         print(f"torch_reference: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None):
+    """`--batch FILE`: FILE holds a JSON list of command lines (lists of arguments), run in this
+    one process (torch is imported once); the status is that of the first failing one."""
+    argv = sys.argv[1:] if argv is None else argv
+    torch.set_num_threads(1)
+    if argv[:1] != ["--batch"]:
+        return run(argv)
+    if len(argv) != 2:
+        print("torch_reference: error: --batch takes one file and nothing else", file=sys.stderr)
+        return 2
+    try:
+        with open(argv[1]) as f:
+            runs = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"torch_reference: error: --batch {argv[1]}: {e}", file=sys.stderr)
+        return 2
+    status = 0
+    for n, line in enumerate(runs):
+        try:
+            rc = run([str(a) for a in line])
+        except SystemExit as e:  # argparse rejected the line
+            rc = e.code if isinstance(e.code, int) else 2
+        if rc != 0:
+            print(f"torch_reference: batch entry {n} failed: {' '.join(map(str, line))}",
+                  file=sys.stderr)
+            status = status or rc
+    return status
 
 
 if __name__ == "__main__":
