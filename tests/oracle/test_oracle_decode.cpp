@@ -24,7 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
-#include "core/npy.hpp"
+#include "core/formats/npy.hpp"
 #include "reference/checkpoint.hpp"
 #include "reference/engine.hpp"
 #include "reference/weights.hpp"
