@@ -117,7 +117,8 @@ std::vector<int> apportion_budgets(const std::vector<double>& shares, long total
   std::vector<int> budget(n);
   long given = 0;
   for (int b = 0; b < n; ++b) {
-    budget[b] = held[b] ? min_each : static_cast<int>(std::floor(quota[b]));
+    // A share a rounding error below a whole number is that number (1e-9 of a token).
+    budget[b] = held[b] ? min_each : static_cast<int>(std::floor(quota[b] + 1e-9));
     given += budget[b];
   }
   // The tokens left, one each, to the largest remainders; ties to the lower bank.
@@ -126,8 +127,11 @@ std::vector<int> apportion_budgets(const std::vector<double>& shares, long total
     if (!held[b]) order.push_back(b);
   }
   if (order.empty()) return budget;  // every bank held: then total == n · min_each == given
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int x, int y) { return quota[x] - budget[x] > quota[y] - budget[y]; });
+  // Remainders on a grid of 1e-9 tokens, so that shares equal in exact arithmetic (x.5 and x.5
+  // computed along different float paths) tie, and the tie goes to the lower bank as §6 says.
+  std::vector<double> rem(n, 0.0);
+  for (int b : order) rem[b] = std::max(0.0, std::round((quota[b] - budget[b]) * 1e9));
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return rem[x] > rem[y]; });
   for (std::size_t i = 0; given < total; i = (i + 1) % order.size(), ++given) ++budget[order[i]];
   return budget;
 }

@@ -373,8 +373,6 @@ TEST(OracleDecode, SqueezeFloat64) {
 
 // The integer budgets of §6 step 3: the shares scaled to sum to U = n · floor(f0 · N), floored,
 // the tokens left to the largest remainders. Flooring each share alone gives other budgets here.
-// (Not covered: exact ties of remainders across clusters, e.g. kGqa with f0 0.6, f3 0.3, where
-// every scaled share ends in exactly .5 and the spec gives the tokens to the lower banks.)
 TEST(OracleDecode, SqueezeLargestRemainderFloat64) {
   run_cases(
       "squeeze_remainders",
@@ -383,5 +381,8 @@ TEST(OracleDecode, SqueezeLargestRemainderFloat64) {
           Case("remainders_streaming2", kGqa, "standard", "streaming:2").squeeze(0.5, 0.3),
           // shares 9.21 x 3, 4.36 -> 9 9 9 5 (flooring: 10 10 10 4, 2 tokens over)
           Case("remainders_shared_banks", kDeep, "0_0_2_3_3_5", "streaming:2").squeeze(0.55, 0.3),
+          // exact ties: clusters 1 3 2 3, shares 13.5 4.5 13.5 4.5 in exact arithmetic (computed
+          // in floats they differ in the 15th digit) -> the lower banks first: 14 5 13 4
+          Case("remainders_exact_ties", kGqa, "standard", "streaming:2").squeeze(0.6, 0.3),
       });
 }

@@ -378,6 +378,11 @@ TEST(Squeeze, ApportionHandsTheRestToTheLargestRemainders) {
   // Equal remainders: the lower bank first.
   EXPECT_EQ(apportion_budgets({1, 1, 1}, 5), (std::vector<int>{2, 2, 1}));
   EXPECT_EQ(apportion_budgets({1, 1, 1, 1}, 6), (std::vector<int>{2, 2, 1, 1}));
+  // Shares equal in exact arithmetic but not in floats (0.9 · 15 and 0.3 · 15 scaled by 36 / 36
+  // give 13.5000000000002 and 4.500000000000001): still a tie, lower bank first (§6 step 3).
+  const double a = (4 * 0.6 - 2 * 0.3) / 2;  // 0.8999999999999999
+  EXPECT_EQ(apportion_budgets({a * 15, 0.3 * 15, a * 15, 0.3 * 15}, 36),
+            (std::vector<int>{14, 5, 13, 4}));
   // Shares are scaled: only their proportions matter.
   EXPECT_EQ(apportion_budgets({2, 6}, 20), (std::vector<int>{5, 15}));
   EXPECT_EQ(apportion_budgets({0.2, 0.6}, 20), (std::vector<int>{5, 15}));
