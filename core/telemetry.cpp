@@ -89,7 +89,8 @@ void JsonlObserver::on_squeeze(const SqueezeEvent& e) {
                             {"bank_importance", e.bank_importance},
                             {"cluster", e.cluster},
                             {"budget", e.budget},
-                            {"a", e.a}};
+                            {"a", e.a},
+                            {"notes", e.notes}};
   std::lock_guard<std::mutex> lock(mu_);
   out_ << j.dump() << '\n';
 }

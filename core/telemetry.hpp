@@ -64,6 +64,7 @@ struct SqueezeEvent {
   std::vector<int> cluster;              // per bank: 1 (most important) .. 3
   std::vector<int> budget;               // per bank, tokens
   double a = 0;                          // the fraction of clusters 1 and 2
+  std::vector<std::string> notes;        // budgets raised to what the policy needs
 };
 
 // H2O scores, on subscription (EventKind::h2o_scores): after each step, one event per evicting H2O

@@ -169,12 +169,8 @@ void Engine<S>::apply_prompt_budgets(int T) {
   if (squeeze_spec_.enabled) {
     apply_squeeze_budgets(evicting, T);
   } else if (!budget_.unset()) {
-    const int B = budget_.resolve(T);
-    if (policy_.kind == SequencePolicy::streaming && B <= policy_.sinks) {
-      fail(
-          "--budget", std::to_string(B) + " tokens",
-          "must exceed the " + std::to_string(policy_.sinks) + " sinks (the budget includes them)");
-    }
+    // A fraction resolves only now: the same rules as a budget in tokens (policies.hpp).
+    const int B = check_bank_budget(policy_, budget_.resolve(T), BudgetSource::user).budget;
     for (int b : evicting) kv_.set_budget(b, B);
   }
   for (int b : evicting) kv_.apply_policy(b);
@@ -189,7 +185,13 @@ void Engine<S>::apply_squeeze_budgets(const std::vector<int>& evicting, int T) {
                                     squeeze_spec_, T);
   squeeze_result_.layer_importance = s;
   for (std::size_t i = 0; i < evicting.size(); ++i) {
-    kv_.set_budget(evicting[i], squeeze_result_.budget[i]);
+    // A budget the policy cannot honour (streaming's sinks, h2o's recent window) is raised to its
+    // least, and the note says so (§5, §6 step 4).
+    const BankBudget checked =
+        check_bank_budget(policy_, squeeze_result_.budget[i], BudgetSource::squeeze, kv_layers[i]);
+    if (checked.raised()) squeeze_result_.notes.push_back(checked.note);
+    squeeze_result_.budget[i] = checked.budget;
+    kv_.set_budget(evicting[i], checked.budget);
   }
   SqueezeEvent e;
   e.prompt_tokens = T;
@@ -199,6 +201,7 @@ void Engine<S>::apply_squeeze_budgets(const std::vector<int>& evicting, int T) {
   e.cluster = squeeze_result_.cluster;
   e.budget = squeeze_result_.budget;
   e.a = squeeze_result_.a;
+  e.notes = squeeze_result_.notes;
   observers_.emit(EventKind::squeeze, e, &Observer::on_squeeze);
 }
 

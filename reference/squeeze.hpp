@@ -32,6 +32,7 @@ struct SqueezeResult {
   std::vector<int> budget;               // per bank: apportion_budgets (sums to U exactly)
   double a = 0;                          // the fraction of clusters 1 and 2
   int prompt_tokens = 0;
+  std::vector<std::string> notes;  // budgets the policy could not honour, raised (policies.hpp)
 };
 
 // The tokens the uniform run keeps over `banks` banks (§6 step 3): U = banks · floor(f0 · N),

@@ -597,3 +597,45 @@ TEST(EnginePolicies, H2oScoresOnRequest) {
   win.decode(3);
   EXPECT_TRUE(rec2.h2o_scores.empty());
 }
+
+TEST(EnginePolicies, SqueezeBudgetsBelowThePolicysLeastAreRaisedWithANote) {
+  // streaming:4 keeps 4 sinks: a bank needs at least 5 tokens. f3 = 0.1 of 20 tokens gives the
+  // least important cluster 2, which the engine raises to 5 and says so.
+  const ModelConfig c = tiny_config();
+  const auto w = init_random<double>(c, KvPlan::parse("standard", 6), 9);
+  EngineOptions o = with_policy("streaming:4");
+  o.squeeze.enabled = true;
+  o.squeeze.f0 = 0.5;
+  o.squeeze.f3 = 0.1;
+  Engine<double> e(w, o);
+  RecordingObserver rec;
+  e.add_observer(&rec);
+  e.prefill(tokens(20));
+  const SqueezeResult& r = e.squeeze();
+  int raised = 0;
+  for (std::size_t b = 0; b < r.budget.size(); ++b) {
+    EXPECT_GE(r.budget[b], 5) << b;
+    EXPECT_EQ(e.kv().bank(static_cast<int>(b)).held(), r.budget[b]);
+    if (r.cluster[b] == 3) ++raised;
+  }
+  ASSERT_GT(raised, 0);
+  ASSERT_EQ(static_cast<int>(r.notes.size()), raised);
+  EXPECT_NE(r.notes[0].find("raised to 5"), std::string::npos) << r.notes[0];
+  EXPECT_NE(r.notes[0].find("sinks"), std::string::npos) << r.notes[0];
+  ASSERT_EQ(rec.squeezes.size(), 1u);
+  EXPECT_EQ(rec.squeezes[0].notes, r.notes);
+}
+
+TEST(EnginePolicies, AFractionBudgetBelowH2osRecentWindowIsRefused) {
+  // h2o:4 with 0.1 of a 20-token prompt = 2 tokens: it used to become a window silently.
+  const auto w = init_random<double>(tiny_config(), KvPlan::parse("standard", 6), 9);
+  Engine<double> e(w, with_policy("h2o:4", "0.1"));
+  try {
+    e.prefill(tokens(20));
+    FAIL() << "no error";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("--policy = h2o:4 with a budget of 2"),
+              std::string::npos)
+        << err.what();
+  }
+}
