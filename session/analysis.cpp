@@ -40,8 +40,8 @@ SqueezeReport squeeze(ref::Engine<S>& engine, const ref::SqueezeSpec& spec,
 
 template <typename S>
 TraceReport trace_prefill(const Model<S>& model, const ref::EngineOptions& options,
-                          const std::vector<Observer*>& observers, const std::vector<int>& tokens,
-                          bool exact) {
+                          const std::vector<Subscription>& observers,
+                          const std::vector<int>& tokens, bool exact) {
   ref::EngineOptions eo = options;
   if (eo.schedule.mode == ref::PrefillMode::token_by_token) {
     fail("--token-by-token", "true",
@@ -70,7 +70,7 @@ TraceReport trace_prefill(const Model<S>& model, const ref::EngineOptions& optio
   }
   RecordingObserver rec;
   engine.add_observer(&rec);
-  for (Observer* o : observers) engine.add_observer(o);
+  for (const auto& [o, kinds] : observers) engine.subscribe(o, kinds);
   const std::vector<S> logits = engine.prefill(tokens, true);
   if (!exact_logits.empty()) {
     double scale = 0, diff = 0;
@@ -90,8 +90,8 @@ template SqueezeReport squeeze(ref::Engine<float>&, const ref::SqueezeSpec&,
 template SqueezeReport squeeze(ref::Engine<double>&, const ref::SqueezeSpec&,
                                const std::vector<int>&);
 template TraceReport trace_prefill(const Model<float>&, const ref::EngineOptions&,
-                                   const std::vector<Observer*>&, const std::vector<int>&, bool);
+                                   const std::vector<Subscription>&, const std::vector<int>&, bool);
 template TraceReport trace_prefill(const Model<double>&, const ref::EngineOptions&,
-                                   const std::vector<Observer*>&, const std::vector<int>&, bool);
+                                   const std::vector<Subscription>&, const std::vector<int>&, bool);
 
 }  // namespace kvlab::detail

@@ -169,7 +169,7 @@ void Session::configure(const RunOptions& run) {
     using S = typename std::remove_reference_t<decltype(m)>::Scalar;
     ref::EngineOptions eo = engine_options(run, m.weights->config);
     auto engine = std::make_unique<ref::Engine<S>>(m.weights, eo);
-    for (Observer* o : im.observers) engine->add_observer(o);
+    for (const auto& [o, kinds] : im.observers) engine->subscribe(o, kinds);
     engine->emit_h2o_scores(im.h2o_scores);
     engine->measure_importance(im.importance);
     // Nothing throws past this point: the session switches to the new options whole.
@@ -309,9 +309,22 @@ BenchResult Session::bench(const BenchSetup& setup) {
 // ---- telemetry ------------------------------------------------------------------------------
 
 void Session::add_observer(Observer* o) {
+  subscribe(o, kDefaultEvents);
+}
+
+void Session::subscribe(Observer* o, EventMask kinds) {
   if (!o) fail("observer", "(null)", "give an observer to subscribe");
-  impl_->observers.push_back(o);
-  impl_->visit([&](auto& m) { m.engine->add_observer(o); });
+  bool known = false;
+  for (auto& [obs, k] : impl_->observers) {
+    if (obs == o) k |= kinds, known = true;
+  }
+  if (!known) impl_->observers.emplace_back(o, kinds);
+  impl_->visit([&](auto& m) { m.engine->subscribe(o, kinds); });
+}
+
+void Session::unsubscribe(Observer* o) {
+  std::erase_if(impl_->observers, [o](const Subscription& s) { return s.first == o; });
+  impl_->visit([&](auto& m) { m.engine->unsubscribe(o); });
 }
 
 void Session::emit_h2o_scores(bool on) {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/config.hpp"
@@ -29,6 +30,8 @@
 #include "session/eval.hpp"
 
 namespace kvlab {
+
+using Subscription = std::pair<Observer*, EventMask>;  // an observer and the kinds it receives
 
 enum class Precision { f32, f64 };
 // "f32" | "f64"; throws kvlab::Error naming --precision.
@@ -187,9 +190,12 @@ class Session {
   BenchResult bench(const BenchSetup& setup);
 
   // ---- telemetry
-  // Subscribes an observer to every engine this session runs (also after configure). Not owned:
-  // it must outlive the session's runs.
+  // Subscribes an observer to the event kinds `kinds` (core/telemetry.hpp) of every engine this
+  // session runs (also after configure); kinds nobody subscribed to are not computed. Not owned:
+  // it must outlive its subscription. add_observer: the cheap default kinds.
+  void subscribe(Observer* observer, EventMask kinds);
   void add_observer(Observer* observer);
+  void unsubscribe(Observer* observer);
   void emit_h2o_scores(bool on);     // H2oScoresEvent after each step, per H2O bank and head
   void measure_importance(bool on);  // layer_importance() without SqueezeAttention
 

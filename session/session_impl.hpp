@@ -35,8 +35,8 @@ SqueezeReport squeeze(ref::Engine<S>& engine, const ref::SqueezeSpec& spec,
                       const std::vector<int>& tokens);
 template <typename S>
 TraceReport trace_prefill(const Model<S>& model, const ref::EngineOptions& options,
-                          const std::vector<Observer*>& observers, const std::vector<int>& tokens,
-                          bool exact);
+                          const std::vector<Subscription>& observers,
+                          const std::vector<int>& tokens, bool exact);
 
 // session/eval.cpp
 template <typename S>
@@ -55,7 +55,7 @@ struct Session::Impl {
   ref::EngineOptions engine_options;  // `run`, parsed
   std::string format;                 // "kvlab" | "hf" | "llama2c" | "random" | "weights"
   std::string model_plan_spec;        // how the weights' plan was asked for; "" when unknown
-  std::vector<Observer*> observers;
+  std::vector<Subscription> observers;
   bool h2o_scores = false, importance = false;
 
   // fn(detail::Model<S>&) for the session's precision.

@@ -459,3 +459,27 @@ TEST_F(SessionFiles, NamedErrorsForBadOptions) {
   EXPECT_EQ(none.prefill({1, 2, 3}).size(), 300u);
   expect_error([&] { none.encode("hi"); }, {"--tokenizer = (none)", "has no tokenizer"});
 }
+
+TEST(SessionTelemetry, SubscriptionsByKindFollowTheSessionAcrossConfigure) {
+  Session s = Session::from_weights(random_weights("cla:2"), nullptr);
+  RecordingObserver cheap, costly;
+  s.add_observer(&cheap);
+  s.subscribe(&costly, EventKind::attention | EventKind::layer_importance);
+  s.prefill({1, 2, 3, 4, 5});
+  s.step(6);
+  EXPECT_EQ(cheap.summaries.size(), 2u);
+  EXPECT_TRUE(cheap.attention.empty());  // not subscribed: not computed for it
+  EXPECT_TRUE(costly.summaries.empty());
+  EXPECT_EQ(costly.attention.size(), 2u * s.config().num_hidden_layers);
+  EXPECT_EQ(costly.importance.size(), 1u);
+  // A new configuration keeps the subscriptions; unsubscribe ends them.
+  RunOptions run = s.run_options();
+  run.threads = 2;
+  s.configure(run);
+  s.prefill({1, 2, 3});
+  EXPECT_EQ(costly.importance.size(), 2u);
+  s.unsubscribe(&costly);
+  s.prefill({1, 2});
+  EXPECT_EQ(costly.importance.size(), 2u);
+  EXPECT_EQ(cheap.summaries.size(), 4u);
+}
