@@ -412,6 +412,25 @@ bool Engine<S>::needs_probs(int b) const {
 }
 
 template <typename S>
+AttentionArgs<S> Engine<S>::query_args(int l, const int* pos, int T, int N, bool probs,
+                                       Workspace& ws) const {
+  const ModelConfig& c = w_->config;
+  AttentionArgs<S> a;
+  a.out = ws.att.data();
+  a.q = ws.q.data();
+  a.qpos = pos;
+  a.T = T;
+  a.N = N;
+  a.H = c.num_attention_heads;
+  a.H_kv = c.num_key_value_heads;
+  a.D = c.head_dim;
+  a.set = attention_set(l);
+  if (probs) ws.probs.resize(static_cast<long>(a.H) * T * N);
+  a.probs = probs ? ws.probs.data() : nullptr;
+  return a;
+}
+
+template <typename S>
 void Engine<S>::attend_rows(int l, const int* pos, int T, BankRows& rows, const BankRows& src,
                             Workspace& ws) {
   // The prompt's rows: positions and slots coincide (nothing is evicted during a prefill).
@@ -420,21 +439,10 @@ void Engine<S>::attend_rows(int l, const int* pos, int T, BankRows& rows, const 
   const int b = kv_.bank_of_layer(l);
   backend_->rope(ws.q.data(), pos, T, H, D, c.rope_theta, RopePairing::half);
   const bool probs = needs_probs(b);
-  if (probs) ws.probs.resize(static_cast<long>(H) * T * T);
-  AttentionArgs<S> a;
-  a.out = ws.att.data();
-  a.q = ws.q.data();
-  a.qpos = pos;
-  a.T = T;
+  AttentionArgs<S> a = query_args(l, pos, T, T, probs, ws);
   a.k = src.k[b].data();
   a.v = src.v[b].data();
   a.kpos = pos;
-  a.N = T;
-  a.H = H;
-  a.H_kv = Hkv;
-  a.D = D;
-  a.set = attention_set(l);
-  a.probs = probs ? ws.probs.data() : nullptr;
   backend_->attention(a);
   if (!probs) return;
   if (kv_.bank(b).evicts() && kv_.bank(b).policy.kind == SequencePolicy::h2o) {
@@ -453,23 +461,12 @@ void Engine<S>::attend_bank(int l, const int* pos, int T, Workspace& ws) {
   const int N = bank.held();
   const bool cache_mode = bank.evicts() && bank.policy.positions == PositionMode::cache;
   const bool probs = needs_probs(b);
-  if (probs) ws.probs.resize(static_cast<long>(H) * T * N);
-  AttentionArgs<S> a;
-  a.out = ws.att.data();
-  a.q = ws.q.data();
-  a.qpos = pos;
-  a.T = T;
+  AttentionArgs<S> a = query_args(l, pos, T, N, probs, ws);
   a.k = rotate_for_bank(*backend_, cache_mode, ws.q.data(), pos[0], kv_.keys(b), kpos.data(), N, H,
                         Hkv, D, c.rope_theta, ws.rotated);
   a.v = kv_.values(b);
   a.kpos = kpos.data();
-  a.N = N;
   a.kpos_head_stride = N;
-  a.H = H;
-  a.H_kv = Hkv;
-  a.D = D;
-  a.set = attention_set(l);
-  a.probs = probs ? ws.probs.data() : nullptr;
   backend_->attention(a);
   if (!probs) return;
   if (bank.evicts() && bank.policy.kind == SequencePolicy::h2o) {

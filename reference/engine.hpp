@@ -157,6 +157,9 @@ class Engine {
   // The attention set of layer l (§2): causal or strict, the sliding window.
   AttentionSet attention_set(int l) const;
   bool needs_probs(int b) const;
+  // The query side of an attention call over N cells: output, rotated queries, shapes, the set,
+  // and the probabilities buffer when `probs`. The caller fills in the keys.
+  AttentionArgs<S> query_args(int l, const int* pos, int T, int N, bool probs, Workspace& ws) const;
   void emit_attention(int l, const int* pos, int T, const int* kpos, int N, int stride,
                       const S* probs) const;
   // Batched prefill: the rows enter the banks; H2O banks get the prompt's scores.
