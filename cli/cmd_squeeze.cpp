@@ -8,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/run_options.hpp"
+#include "core/error.hpp"
 
 namespace kvlab::cli {
 namespace {
@@ -16,9 +17,15 @@ struct SqueezeArgs {
   RunArgs run;
   ref::SqueezeSpec spec;  // --f0, --f3, --p, --bank-mean
   bool json = false;
+  bool p_given = false;  // --p was on the command line (p < 0 otherwise means "not given")
 };
 
 void run_squeeze(const SqueezeArgs& o) {
+  if (o.p_given && !(o.spec.p > 0 && o.spec.p <= 1)) {
+    char value[32];
+    std::snprintf(value, sizeof value, "%g", o.spec.p);
+    fail("--p", value, "must be in (0, 1] (f3 = p · f0)");
+  }
   const Prompt input = o.run.prompt_input();
   SessionOptions so = o.run.session_options();
   so.run.squeeze = o.spec;
@@ -85,7 +92,10 @@ void add_squeeze_command(CLI::App& app) {
   cmd->add_flag("--bank-mean", o->spec.bank_mean,
                 "A shared bank's importance: mean of its readers");
   cmd->add_flag("--json", o->json, "Print JSON");
-  cmd->callback([o] { run_squeeze(*o); });
+  cmd->callback([o, cmd] {
+    o->p_given = cmd->count("--p") > 0;
+    run_squeeze(*o);
+  });
 }
 
 }  // namespace kvlab::cli
