@@ -9,6 +9,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/run_options.hpp"
+#include "core/error.hpp"
 
 namespace kvlab::cli {
 namespace {
@@ -87,7 +88,16 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--tokens", o->setup.tokens, "decode: tokens timed (default 32)");
   cmd->add_option("--repeat", o->setup.repeat, "Runs; the best is reported")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
-  cmd->callback([o] { run_bench(*o); });
+  cmd->callback([o, cmd] {
+    // Unset, --context and --tokens are negative or 0 (the defaults); given, they must be sizes.
+    if (cmd->count("--context") > 0 && o->setup.context < 0) {
+      fail("--context", std::to_string(o->setup.context), "must be >= 0");
+    }
+    if (cmd->count("--tokens") > 0 && o->setup.tokens < 1) {
+      fail("--tokens", std::to_string(o->setup.tokens), "must be >= 1");
+    }
+    run_bench(*o);
+  });
 }
 
 }  // namespace kvlab::cli

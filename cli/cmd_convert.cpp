@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/common.hpp"
 #include "core/error.hpp"
 #include "reference/checkpoint.hpp"
 
@@ -27,6 +28,7 @@ void run_convert(const ConvertOptions& o) {
   if (fs::exists(o.out, ec)) {
     fail("-o", o.out, "already exists (kvlab convert does not overwrite)");
   }
+  check_output_directory("-o", o.out);
   ref::CheckpointMeta meta;
   ref::ModelWeights<float> w = ref::load_checkpoint<float>(o.model, &meta);
   const ref::CheckpointFormat from = meta.format;

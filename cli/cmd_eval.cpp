@@ -53,6 +53,9 @@ void run_eval_command(const EvalArgs& o) {
               o.run.squeeze.empty() ? "" : (", squeeze " + o.run.squeeze).c_str());
   std::printf("accuracy %.3f (%d of %d)   perplexity %.4g\n", r.accuracy(), r.correct, r.scored,
               r.perplexity());
+  if (!o.run.squeeze.empty() && o.run.policy.rfind("streaming", 0) == 0) {
+    std::printf("note: a streaming budget includes its sink tokens\n");
+  }
   std::printf("KV held when the questions begin: %s of %s without eviction (%.1f%%)\n",
               human_bytes(r.kv_bytes_held).c_str(), human_bytes(r.kv_bytes_full).c_str(),
               100.0 * r.kv_bytes_held / std::max(1.0, r.kv_bytes_full));

@@ -45,6 +45,10 @@ void run_generate(const GenerateArgs& o) {
                human_bytes(static_cast<double>(session.kv_bytes_held())).c_str(),
                human_bytes(static_cast<double>(session.kv_bytes_allocated())).c_str());
   std::printf("\n");
+  if (r.context_full) {
+    std::fprintf(stderr, "[kvlab] stopped after %zu new tokens: the context (%d tokens) is full\n",
+                 r.tokens.size(), session.context());
+  }
   if (tele) tele->close();
 }
 

@@ -40,13 +40,24 @@ void run_sweep(const SweepArgs& o) {
   if (policies.empty()) fail("--policies", o.policies, "give at least one policy");
   if (budgets.empty()) fail("--budgets", o.budgets, "give at least one budget");
 
+  // Every policy and budget, and the CSV's directory, are checked before anything is printed: a
+  // bad item late in the list is one named error, not a partial table.
+  if (!o.out.empty()) check_output_directory("--out", o.out);
+  for (const auto& p : policies) {
+    for (const auto& b : budgets) {
+      RunOptions run = base;
+      run.policy = p;
+      run.budget = b;
+      session.configure(run);
+    }
+  }
+
   const EvalSetup& s = o.setup;
   const std::string plan = o.run.plan.empty() ? "checkpoint" : o.run.plan;
   std::string csv =
       "task,plan,policy,budget,squeeze,examples,correct,scored,accuracy,perplexity,"
       "kv_bytes_held,kv_bytes_full\n";
-  std::printf("%-22s %-8s %9s %11s %14s %8s\n", "policy", "budget", "accuracy", "perplexity",
-              "KV held", "of full");
+  bool header = false;  // printed with the first row: an error in the first run prints nothing else
   for (const auto& p : policies) {
     for (const auto& b : budgets) {
       RunOptions run = base;
@@ -60,6 +71,11 @@ void run_sweep(const SweepArgs& o) {
                     r.correct, r.scored, r.accuracy(), r.perplexity(), r.kv_bytes_held,
                     r.kv_bytes_full);
       csv += line;
+      if (!header) {
+        std::printf("%-22s %-8s %9s %11s %14s %8s\n", "policy", "budget", "accuracy", "perplexity",
+                    "KV held", "of full");
+        header = true;
+      }
       std::printf("%-22s %-8s %9.3f %11.4g %14s %7.1f%%\n", p.c_str(), b.c_str(), r.accuracy(),
                   r.perplexity(), human_bytes(r.kv_bytes_held).c_str(),
                   100.0 * r.kv_bytes_held / std::max(1.0, r.kv_bytes_full));

@@ -20,6 +20,15 @@ ModelConfig resolve_model_config(const std::string& model) {
   return find_model_preset(model).config;
 }
 
+void check_output_directory(const std::string& flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path parent = fs::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !fs::is_directory(parent, ec)) {
+    fail(flag, path, "its directory " + parent.string() + " does not exist");
+  }
+}
+
 std::string human_bytes(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;

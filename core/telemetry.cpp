@@ -82,11 +82,20 @@ void JsonlObserver::on_prefill_pass(const PrefillPassEvent& e) {
 }
 
 void JsonlObserver::on_squeeze(const SqueezeEvent& e) {
+  // The event's *_importance fields hold s_l (cos_sim, higher = less important): written as
+  // *_cos_sim, with *_importance = 1 - cos_sim beside them.
+  auto one_minus = [](const std::vector<double>& v) {
+    std::vector<double> r(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) r[i] = 1.0 - v[i];
+    return r;
+  };
   const nlohmann::json j = {{"event", "squeeze"},
                             {"prompt_tokens", e.prompt_tokens},
-                            {"layer_importance", e.layer_importance},
+                            {"layer_cos_sim", e.layer_importance},
+                            {"layer_importance", one_minus(e.layer_importance)},
                             {"bank_layer", e.bank_layer},
-                            {"bank_importance", e.bank_importance},
+                            {"bank_cos_sim", e.bank_importance},
+                            {"bank_importance", one_minus(e.bank_importance)},
                             {"cluster", e.cluster},
                             {"budget", e.budget},
                             {"a", e.a},

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "reference/squeeze.hpp"
 #include "session/session_impl.hpp"
 
 namespace kvlab::detail {
@@ -33,7 +34,7 @@ SqueezeReport squeeze(ref::Engine<S>& engine, const ref::SqueezeSpec& spec,
   }
   for (int b : rep.result.budget) rep.total_budget += b;
   rep.uniform_total =
-      static_cast<long>(banks.size()) * static_cast<long>(spec.f0 * rep.prompt_tokens + 1e-9);
+      ref::uniform_total_tokens(static_cast<int>(banks.size()), spec.f0, rep.prompt_tokens);
   rep.kv_bytes_held = engine.kv().bytes_held();
   return rep;
 }

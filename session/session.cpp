@@ -243,7 +243,11 @@ GenerateResult Session::generate(const std::vector<int>& prompt, const GenerateO
       if (tok == eos) break;
       r.tokens.push_back(tok);
       const bool more = !on_token || on_token(tok);
-      if (!more || generated + 1 == o.max_new || e.position() >= e.context()) break;
+      if (!more || generated + 1 == o.max_new) break;
+      if (e.position() >= e.context()) {
+        r.context_full = true;
+        break;
+      }
       logits = e.decode(tok);
     }
     const auto t2 = Clock::now();

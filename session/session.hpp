@@ -91,6 +91,7 @@ struct GenerateOptions {
 struct GenerateResult {
   std::vector<int> tokens;  // the new tokens (no EOS)
   int prompt_tokens = 0;
+  bool context_full = false;  // stopped before max_new tokens: the context was full
   double prefill_seconds = 0, decode_seconds = 0;  // wall clock: prefill; sampling + decoding
   double tokens_per_second() const {
     return decode_seconds > 0 ? static_cast<double>(tokens.size()) / decode_seconds : 0.0;

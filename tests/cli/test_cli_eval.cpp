@@ -40,7 +40,16 @@ TEST(CliSqueeze, JsonHasImportanceClustersAndBudgets) {
                 " --prompt 'Once upon a time there was a robot.' --f0 0.5 --f3 0.2 --json");
   ASSERT_EQ(r.status, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j["cos_sim"].size(), 6u);
   ASSERT_EQ(j["importance"].size(), 6u);
+  for (int l = 0; l < 6; ++l) {
+    EXPECT_DOUBLE_EQ(j["importance"][l].get<double>(), 1.0 - j["cos_sim"][l].get<double>());
+  }
+  ASSERT_EQ(j["bank_cos_sim"].size(), 3u);
+  for (int b = 0; b < 3; ++b) {
+    EXPECT_DOUBLE_EQ(j["bank_importance"][b].get<double>(),
+                     1.0 - j["bank_cos_sim"][b].get<double>());
+  }
   ASSERT_EQ(j["cluster"].size(), 6u);
   ASSERT_EQ(j["budget_tokens"].size(), 6u);
   // Layers sharing a bank share its cluster and budget; the total keeps the uniform total.
@@ -48,8 +57,9 @@ TEST(CliSqueeze, JsonHasImportanceClustersAndBudgets) {
     EXPECT_EQ(j["cluster"][l], j["cluster"][l + 1]);
     EXPECT_EQ(j["budget_tokens"][l], j["budget_tokens"][l + 1]);
   }
-  EXPECT_LE(j["total_budget_tokens"].get<int>(), j["uniform_total_tokens"].get<int>());
-  EXPECT_GE(j["total_budget_tokens"].get<int>(), j["uniform_total_tokens"].get<int>() - 3);
+  // 3 banks: U = 3 x floor(0.5 x N), conserved exactly.
+  EXPECT_EQ(j["uniform_total_tokens"].get<int>(), 3 * (j["prompt_tokens"].get<int>() / 2));
+  EXPECT_EQ(j["total_budget_tokens"].get<int>(), j["uniform_total_tokens"].get<int>());
 }
 
 TEST(CliEval, MqarJsonReportsAccuracyAndKvHeld) {
@@ -58,7 +68,9 @@ TEST(CliEval, MqarJsonReportsAccuracyAndKvHeld) {
   ASSERT_EQ(r.status, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["scored"], 16);  // 8 queries x 2 examples
-  EXPECT_GE(j["accuracy"].get<double>(), 0.0);
+  // accuracy is the fraction of scored queries answered correctly.
+  EXPECT_DOUBLE_EQ(j["accuracy"].get<double>(),
+                   j["correct"].get<double>() / j["scored"].get<double>());
   EXPECT_NEAR(j["kv_bytes_held"].get<double>() / j["kv_bytes_full"].get<double>(), 0.5, 0.02);
 }
 
