@@ -63,6 +63,7 @@ void run_squeeze(const SqueezeArgs& o) {
     j["a"] = r.a;
     j["total_budget_tokens"] = rep.total_budget;
     j["uniform_total_tokens"] = rep.uniform_total;
+    j["notes"] = r.notes;  // budgets raised to what the policy needs
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -92,6 +93,7 @@ void run_squeeze(const SqueezeArgs& o) {
   if (o.run.policy.rfind("streaming", 0) == 0) {
     std::printf("note: a streaming budget includes its sink tokens\n");
   }
+  for (const std::string& note : r.notes) std::printf("note: %s\n", note.c_str());
 }
 
 }  // namespace

@@ -62,6 +62,34 @@ TEST(CliSqueeze, JsonHasImportanceClustersAndBudgets) {
   EXPECT_EQ(j["total_budget_tokens"].get<int>(), j["uniform_total_tokens"].get<int>());
 }
 
+TEST(CliSqueeze, RaisedBudgetsAndStreamingSinksAreSaid) {
+  // streaming:4 needs 5 tokens a bank; f3 = 0.05 gives the least important cluster less, which is
+  // raised and said, in the text and in the JSON.
+  const std::string args = "squeeze --model " + model().string() +
+                           " --prompt 'Once upon a time there was a robot.' --f0 0.5 --f3 0.05"
+                           " --policy streaming:4";
+  const RunResult text = run_kvlab(args);
+  ASSERT_EQ(text.status, 0) << text.output;
+  EXPECT_NE(text.output.find("note: a streaming budget includes its sink tokens"),
+            std::string::npos)
+      << text.output;
+  EXPECT_NE(text.output.find("raised to 5: streaming:4 needs more than its 4 sinks"),
+            std::string::npos)
+      << text.output;
+  const RunResult json = run_kvlab(args + " --json");
+  ASSERT_EQ(json.status, 0) << json.output;
+  const auto j = nlohmann::json::parse(json.output);
+  ASSERT_FALSE(j["notes"].empty());
+  for (const auto& b : j["budget_tokens"]) EXPECT_GE(b.get<int>(), 5);
+}
+
+TEST(CliGenerate, SaysWhenTheContextStopsIt) {
+  const RunResult r =
+      run_kvlab("generate --model " + model().string() + " --prompt hi --max-new 20 --context 8");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("the context (8 tokens) is full"), std::string::npos) << r.output;
+}
+
 TEST(CliEval, MqarJsonReportsAccuracyAndKvHeld) {
   const RunResult r = run_kvlab("eval --model " + model().string() +
                                 " --task mqar --policy h2o --budget 0.5 --n 2 --length 60 --json");
