@@ -45,6 +45,10 @@ void run_generate(const GenerateArgs& o) {
                human_bytes(static_cast<double>(session.kv_bytes_held())).c_str(),
                human_bytes(static_cast<double>(session.kv_bytes_allocated())).c_str());
   std::printf("\n");
+  if (session.h2o_score_bytes() > 0) {
+    std::fprintf(stderr, "[kvlab] H2O scores %s beside the K/V (scores and counts per held cell)\n",
+                 human_bytes(static_cast<double>(session.h2o_score_bytes())).c_str());
+  }
   if (r.context_full) {
     std::fprintf(stderr, "[kvlab] stopped after %zu new tokens: the context (%d tokens) is full\n",
                  r.tokens.size(), session.context());

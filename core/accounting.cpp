@@ -8,24 +8,40 @@ namespace kvlab {
 
 int dtype_bytes(Dtype d) {
   switch (d) {
-    case Dtype::f32: return 4;
+    case Dtype::f64:
+      return 8;
+    case Dtype::f32:
+      return 4;
     case Dtype::f16:
-    case Dtype::bf16: return 2;
+    case Dtype::bf16:
+      return 2;
     case Dtype::fp8:
-    case Dtype::int8: return 1;
+    case Dtype::int8:
+      return 1;
   }
   return 0;
 }
 
 std::string dtype_name(Dtype d) {
   switch (d) {
-    case Dtype::f32: return "f32";
-    case Dtype::f16: return "f16";
-    case Dtype::bf16: return "bf16";
-    case Dtype::fp8: return "fp8";
-    case Dtype::int8: return "int8";
+    case Dtype::f64:
+      return "f64";
+    case Dtype::f32:
+      return "f32";
+    case Dtype::f16:
+      return "f16";
+    case Dtype::bf16:
+      return "bf16";
+    case Dtype::fp8:
+      return "fp8";
+    case Dtype::int8:
+      return "int8";
   }
   return "?";
+}
+
+Dtype engine_dtype(int bytes) {
+  return bytes == 8 ? Dtype::f64 : Dtype::f32;
 }
 
 Dtype parse_dtype(const std::string& s) {
@@ -67,8 +83,8 @@ std::int64_t kv_sequence_bytes(const KvPlan& plan, const ModelConfig& cfg, std::
   return total;
 }
 
-std::int64_t kv_bytes_read_per_step(const KvPlan& plan, const ModelConfig& cfg,
-                                    std::int64_t tokens, Dtype dtype) {
+std::int64_t kv_bytes_read_per_step(const KvPlan& plan, const ModelConfig& cfg, std::int64_t tokens,
+                                    Dtype dtype) {
   std::int64_t total = 0;
   for (int l = 0; l < plan.layers(); ++l) {
     const int t = plan.kv_of(l);

@@ -11,11 +11,13 @@
 
 namespace kvlab {
 
-enum class Dtype { f32, f16, bf16, fp8, int8 };
+enum class Dtype { f64, f32, f16, bf16, fp8, int8 };  // f64: the reference's float64 engine
 
 int dtype_bytes(Dtype d);
 std::string dtype_name(Dtype d);
 Dtype parse_dtype(const std::string& s);  // "f32" | "f16" | "bf16" | "fp8" | "int8"; throws
+// The dtype of an element of `bytes` bytes held by the reference engine (8: f64, 4: f32).
+Dtype engine_dtype(int bytes);
 
 // 2 · Σ_{KV layers t} H_kv · D · bytes(dtype): K and V of one token in every bank.
 std::int64_t kv_bytes_per_token(const KvPlan& plan, int kv_heads, int head_dim, Dtype dtype);
@@ -41,7 +43,7 @@ std::int64_t kv_sequence_bytes(const KvPlan& plan, const ModelConfig& cfg, std::
 
 // K/V bytes read by one decode step at context `tokens`: every reader layer reads its bank, so
 // shared banks are read once per reader (§7: sharing shrinks the cache, not the reads).
-std::int64_t kv_bytes_read_per_step(const KvPlan& plan, const ModelConfig& cfg,
-                                    std::int64_t tokens, Dtype dtype);
+std::int64_t kv_bytes_read_per_step(const KvPlan& plan, const ModelConfig& cfg, std::int64_t tokens,
+                                    Dtype dtype);
 
 }  // namespace kvlab

@@ -1,6 +1,7 @@
 // Session::eval: a task (passkey, mqar, ppl) on the session's engine, scored by ref::run_task.
 #include <cmath>
 
+#include "core/accounting.hpp"
 #include "core/error.hpp"
 #include "reference/tasks.hpp"
 #include "session/model_source.hpp"
@@ -61,8 +62,11 @@ EvalResult eval(ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSe
     r.scored += s.scored;
     r.nll += s.nll;
     r.kv_bytes_held += static_cast<double>(s.kv_bytes_held) / examples.size();
-    r.kv_bytes_full += static_cast<double>(engine.kv().bytes_per_cell() *
-                                           engine.plan().num_kv_layers() * ex.context.size()) /
+    // The same context with nothing evicted: core's accounting (§7; sliding banks keep their
+    // window), not a formula of its own.
+    r.kv_bytes_full += static_cast<double>(kv_sequence_bytes(
+                           engine.plan(), engine.config(),
+                           static_cast<std::int64_t>(ex.context.size()), engine_dtype(sizeof(S)))) /
                        examples.size();
   }
   return r;

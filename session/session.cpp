@@ -401,6 +401,10 @@ std::int64_t Session::kv_bytes_allocated() const {
   return impl_->visit([](const auto& m) { return m.engine->kv().bytes_allocated(); });
 }
 
+std::int64_t Session::h2o_score_bytes() const {
+  return impl_->visit([](const auto& m) { return m.engine->kv().score_bytes_held(); });
+}
+
 const std::vector<int>& Session::passes_run() const {
   return impl_->visit(
       [](const auto& m) -> const std::vector<int>& { return m.engine->passes_run(); });

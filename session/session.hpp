@@ -217,6 +217,8 @@ class Session {
   int num_banks() const;
   std::int64_t kv_bytes_held() const;
   std::int64_t kv_bytes_allocated() const;
+  // H2O's score and count arrays of the held cells: bookkeeping, apart from the K/V (§7).
+  std::int64_t h2o_score_bytes() const;
   const std::vector<int>& passes_run() const;  // per cyclic block, by the last prefill
   std::vector<double> layer_importance() const;
 

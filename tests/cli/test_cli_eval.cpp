@@ -147,6 +147,9 @@ TEST(CliGenerate, PolicyAndH2oScoresTelemetry) {
                                 " --telemetry " +
                                 tele.string() + " --h2o-scores");
   ASSERT_EQ(r.status, 0) << r.output;
+  // 3 banks x 6 KV heads x 8 cells x 16 bytes, said apart from the K/V (§7).
+  EXPECT_NE(r.output.find("[kvlab] H2O scores 2.25 KiB beside the K/V"), std::string::npos)
+      << r.output;
   std::ifstream in(tele);
   int scores = 0;
   for (std::string line; std::getline(in, line);) {
