@@ -3,6 +3,7 @@
 #   1. the Release build (preset cpu): every test, every label (unit, cli, oracle, gpu, ...);
 #      GPU tests skip only when no CUDA device answers.
 #   2. the sanitizer build (preset asan): the unit suite under ASan + UBSan.
+#   3. a fuzz smoke: the three libFuzzer targets, 60 s each from seeded corpora (docs/fuzzing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="$(nproc)"
@@ -13,4 +14,7 @@ ctest --preset cpu -j "$jobs"
 echo "kvlab tests: unit suite under ASan + UBSan"
 scripts/setup.sh asan
 ctest --preset asan -j "$jobs"
+
+echo "kvlab tests: fuzz smoke (clang, ASan + UBSan)"
+scripts/fuzz-smoke.sh
 echo "kvlab tests: all passed"
