@@ -26,8 +26,9 @@ void run_generate(const GenerateArgs& o) {
   std::unique_ptr<JsonlObserver> tele;
   if (!o.telemetry.empty()) {
     tele = std::make_unique<JsonlObserver>(o.telemetry);
-    session.add_observer(tele.get());
-    session.emit_h2o_scores(o.h2o_scores);
+    // --h2o-scores: the costly kind too (scores per held cell, per bank and KV head).
+    session.subscribe(tele.get(),
+                      o.h2o_scores ? kDefaultEvents | EventKind::h2o_scores : kDefaultEvents);
   }
   const std::vector<int> prompt = session.encode(o.run.prompt);
   std::printf("%s", printable(o.run.prompt).c_str());

@@ -153,14 +153,6 @@ class ObserverList {
     subs_.push_back({o, kinds});
   }
   void add(Observer* o) { subscribe(o, kDefaultEvents); }
-  // Adds kind k to every present subscription.
-  void subscribe_all(EventKind k) {
-    for (auto& s : subs_) s.kinds |= mask(k);
-  }
-  // Removes kind k from every subscription.
-  void unsubscribe_all(EventKind k) {
-    for (auto& s : subs_) s.kinds &= ~mask(k);
-  }
   void remove(Observer* o) {
     std::erase_if(subs_, [o](const Sub& s) { return s.observer == o; });
   }

@@ -112,16 +112,6 @@ void Engine<S>::validate_policy_budget() {
   }
 }
 
-template <typename S>
-void Engine<S>::emit_h2o_scores(bool on) {
-  emit_h2o_scores_ = on;
-  if (on) {
-    observers_.subscribe_all(EventKind::h2o_scores);
-  } else {
-    observers_.unsubscribe_all(EventKind::h2o_scores);
-  }
-}
-
 void PrefillSchedule::validate() const {
   if (passes < 1 || passes > 4096) fail("--passes", std::to_string(passes), "must be in [1, 4096]");
   if (!(eps > 0) || eps >= 1) fail("--converge", std::to_string(eps), "must be in (0, 1)");
@@ -149,8 +139,7 @@ std::vector<double> Engine<S>::layer_importance() const {
 
 template <typename S>
 bool Engine<S>::measuring_importance() const {
-  return in_prefill_ && (measure_importance_ || squeeze_spec_.enabled ||
-                         observers_.wants(EventKind::layer_importance));
+  return in_prefill_ && (squeeze_spec_.enabled || observers_.wants(EventKind::layer_importance));
 }
 
 template <typename S>

@@ -66,9 +66,7 @@ class Engine {
   // Telemetry: `o` receives the event kinds in `kinds` (core/telemetry.hpp). add_observer
   // subscribes to the cheap default kinds. The caller keeps `o` alive while it is subscribed.
   void subscribe(Observer* o, EventMask kinds) { observers_.subscribe(o, kinds); }
-  void add_observer(Observer* o) {
-    observers_.subscribe(o, kDefaultEvents | (emit_h2o_scores_ ? mask(EventKind::h2o_scores) : 0));
-  }
+  void add_observer(Observer* o) { observers_.subscribe(o, kDefaultEvents); }
   void unsubscribe(Observer* o) { observers_.remove(o); }
   Backend<S>& backend() { return *backend_; }
   const Backend<S>& backend() const { return *backend_; }
@@ -97,11 +95,8 @@ class Engine {
   // SqueezeAttention's analysis of the last prompt (empty unless options.squeeze.enabled).
   const SqueezeResult& squeeze() const { return squeeze_result_; }
   // Per-layer importance s_l of the last prompt (§6 step 1); computed when squeeze is enabled
-  // or measure_importance(true) was called.
+  // or an observer subscribes to EventKind::layer_importance.
   std::vector<double> layer_importance() const;
-  void measure_importance(bool on) { measure_importance_ = on; }
-  // Subscribes every observer (present and future) to H2oScoresEvent as well; off removes it.
-  void emit_h2o_scores(bool on);
 
   // Passes the last prefill ran per cyclic block (empty for plans without upward edges or a
   // token-by-token prefill).
@@ -191,8 +186,6 @@ class Engine {
   SqueezeSpec squeeze_spec_;
   SqueezeResult squeeze_result_;
   ImportanceMeter<S> importance_;
-  bool measure_importance_ = false;
-  bool emit_h2o_scores_ = false;
   bool in_prefill_ = false;
   int exact_rows_ = 0;  // iterative prefill: rows of the stream provably exact so far
   int pass_ = 0;        // the LCKV pass running (attention telemetry); 0 outside iterative passes

@@ -170,8 +170,6 @@ void Session::configure(const RunOptions& run) {
     ref::EngineOptions eo = engine_options(run, m.weights->config);
     auto engine = std::make_unique<ref::Engine<S>>(m.weights, eo);
     for (const auto& [o, kinds] : im.observers) engine->subscribe(o, kinds);
-    engine->emit_h2o_scores(im.h2o_scores);
-    engine->measure_importance(im.importance);
     // Nothing throws past this point: the session switches to the new options whole.
     m.engine = std::move(engine);
     im.engine_options = std::move(eo);
@@ -329,16 +327,6 @@ void Session::subscribe(Observer* o, EventMask kinds) {
 void Session::unsubscribe(Observer* o) {
   std::erase_if(impl_->observers, [o](const Subscription& s) { return s.first == o; });
   impl_->visit([&](auto& m) { m.engine->unsubscribe(o); });
-}
-
-void Session::emit_h2o_scores(bool on) {
-  impl_->h2o_scores = on;
-  impl_->visit([&](auto& m) { m.engine->emit_h2o_scores(on); });
-}
-
-void Session::measure_importance(bool on) {
-  impl_->importance = on;
-  impl_->visit([&](auto& m) { m.engine->measure_importance(on); });
 }
 
 // ---- what the session holds -----------------------------------------------------------------

@@ -197,8 +197,6 @@ class Session {
   void subscribe(Observer* observer, EventMask kinds);
   void add_observer(Observer* observer);
   void unsubscribe(Observer* observer);
-  void emit_h2o_scores(bool on);     // H2oScoresEvent after each step, per H2O bank and head
-  void measure_importance(bool on);  // layer_importance() without SqueezeAttention
 
   // ---- what the session holds
   Precision precision() const;
@@ -220,6 +218,8 @@ class Session {
   // H2O's score and count arrays of the held cells: bookkeeping, apart from the K/V (§7).
   std::int64_t h2o_score_bytes() const;
   const std::vector<int>& passes_run() const;  // per cyclic block, by the last prefill
+  // s_l of the last prompt: measured with SqueezeAttention or while an observer subscribes to
+  // EventKind::layer_importance (zeros otherwise).
   std::vector<double> layer_importance() const;
 
   struct Impl;  // session/session_impl.hpp (not for front ends)

@@ -56,7 +56,6 @@ struct Session::Impl {
   std::string format;                 // "kvlab" | "hf" | "llama2c" | "random" | "weights"
   std::string model_plan_spec;        // how the weights' plan was asked for; "" when unknown
   std::vector<Subscription> observers;
-  bool h2o_scores = false, importance = false;
 
   // fn(detail::Model<S>&) for the session's precision.
   template <typename Fn>

@@ -552,7 +552,7 @@ TEST(EnginePolicies, H2oScoresOnRequest) {
   e.add_observer(&rec);
   e.prefill(tokens(10));
   EXPECT_TRUE(rec.h2o_scores.empty());  // off by default
-  e.emit_h2o_scores(true);
+  e.subscribe(&rec, mask(EventKind::h2o_scores));
   e.decode(3);
   ASSERT_EQ(rec.h2o_scores.size(), 3u * 2u);  // 3 banks x 2 KV heads, after the step
   std::set<std::pair<int, int>> seen;
@@ -585,14 +585,14 @@ TEST(EnginePolicies, H2oScoresOnRequest) {
   }
   EXPECT_EQ(seen.size(), 6u);  // every (bank, head) once
   // Off again: no more events.
-  e.emit_h2o_scores(false);
+  e.unsubscribe(&rec);
+  e.add_observer(&rec);  // the default kinds again, without h2o_scores
   e.decode(4);
   EXPECT_EQ(rec.h2o_scores.size(), 6u);
   // Only H2O banks report scores.
   Engine<double> win(w, with_policy("window", "6"));
   RecordingObserver rec2;
-  win.add_observer(&rec2);
-  win.emit_h2o_scores(true);
+  win.subscribe(&rec2, kAllEvents);
   win.prefill(tokens(10));
   win.decode(3);
   EXPECT_TRUE(rec2.h2o_scores.empty());
