@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/cli/cli_files.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;
@@ -169,35 +170,6 @@ std::string subst(std::string s, const std::string& dir) {
   return s;
 }
 
-// A llama2.c tokenizer.bin with the byte pieces and `extra` more (test_cli_checkpoints.cpp).
-void write_llama2c_tokenizer(const fs::path& p, int extra) {
-  std::ofstream out(p, std::ios::binary);
-  auto put_i32 = [&](std::int32_t v) { out.write(reinterpret_cast<const char*>(&v), 4); };
-  auto piece = [&](const std::string& text, float score) {
-    out.write(reinterpret_cast<const char*>(&score), 4);
-    put_i32(static_cast<std::int32_t>(text.size()));
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  };
-  put_i32(8);
-  piece("<unk>", 0);
-  piece("<s>", 0);
-  piece("</s>", 0);
-  for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    piece(buf, 0);
-  }
-  piece(" ", -1);
-  for (int i = 0; i < extra; ++i) piece("#" + std::to_string(i) + "#", -1);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void copy_checkpoint(const fs::path& from, const fs::path& to) {
   fs::create_directories(to);
   fs::copy_file(from / "config.json", to / "config.json");
@@ -225,7 +197,7 @@ class BadInput : public ::testing::Test {
     const RunResult r =
         run_kvlab("init --config " + (dir_ / "cfg.json").string() + " --seed 1 -o " + s.string());
     ASSERT_EQ(r.status, 0) << r.output;
-    const std::string weights = slurp(s / "model.safetensors");
+    const std::string weights = read_file(s / "model.safetensors");
     // A safetensors file cut in half.
     copy_checkpoint(s, dir_ / "trunc");
     std::ofstream(dir_ / "trunc" / "model.safetensors", std::ios::binary)
@@ -247,7 +219,7 @@ class BadInput : public ::testing::Test {
     // config.json whose intermediate_size disagrees with the tensors' shapes.
     copy_checkpoint(s, dir_ / "shape");
     {
-      json c = json::parse(slurp(s / "config.json"));
+      json c = json::parse(read_file(s / "config.json"));
       c["intermediate_size"] = 128;
       std::ofstream(dir_ / "shape" / "config.json") << c.dump(2);
     }

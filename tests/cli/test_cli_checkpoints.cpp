@@ -17,6 +17,7 @@
 
 #include "core/formats/npy.hpp"
 #include "core/formats/safetensors.hpp"
+#include "tests/cli/cli_files.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;
@@ -444,33 +445,6 @@ TEST_F(Checkpoints, PromptNeedsATokenizerForForeignModels) {
   EXPECT_EQ(h.status, 2) << h.output;
   EXPECT_NE(h.output.find("no tokenizer.json"), std::string::npos) << h.output;
 }
-
-namespace {
-
-// A llama2.c tokenizer.bin: <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, " " (id 259),
-// then `extra` more pieces (never matched by the test's text).
-void write_llama2c_tokenizer(const fs::path& p, int extra) {
-  std::ofstream out(p, std::ios::binary);
-  auto put_i32 = [&](std::int32_t v) { out.write(reinterpret_cast<const char*>(&v), 4); };
-  auto piece = [&](const std::string& text, float score) {
-    out.write(reinterpret_cast<const char*>(&score), 4);
-    put_i32(static_cast<std::int32_t>(text.size()));
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  };
-  put_i32(8);
-  piece("<unk>", 0);
-  piece("<s>", 0);
-  piece("</s>", 0);
-  for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    piece(buf, 0);
-  }
-  piece(" ", -1);
-  for (int i = 0; i < extra; ++i) piece("#" + std::to_string(i) + "#", -1);
-}
-
-}  // namespace
 
 TEST_F(Checkpoints, Llama2cBinWithItsTokenizer) {
   const fs::path a = make_kvlab("a");

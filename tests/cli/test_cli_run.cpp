@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/formats/npy.hpp"
+#include "tests/cli/cli_files.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;
@@ -41,13 +42,6 @@ const json kTinyConfig = {{"hidden_size", 64},
 
 std::string q(const fs::path& p) {
   return shell_quote(p.string());
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 void write_file(const fs::path& p, const std::string& bytes) {

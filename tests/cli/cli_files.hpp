@@ -1,0 +1,40 @@
+// Small files the CLI tests write and read: whole files as bytes, and a llama2.c tokenizer.bin.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+// The whole file as bytes ("" when it cannot be read).
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A llama2.c tokenizer.bin: <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, " " (id 259),
+// then `extra` more pieces (never matched by the tests' texts).
+inline void write_llama2c_tokenizer(const std::filesystem::path& p, int extra) {
+  std::ofstream out(p, std::ios::binary);
+  auto put_i32 = [&](std::int32_t v) { out.write(reinterpret_cast<const char*>(&v), 4); };
+  auto piece = [&](const std::string& text, float score) {
+    out.write(reinterpret_cast<const char*>(&score), 4);
+    put_i32(static_cast<std::int32_t>(text.size()));
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  };
+  put_i32(8);
+  piece("<unk>", 0);
+  piece("<s>", 0);
+  piece("</s>", 0);
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    piece(buf, 0);
+  }
+  piece(" ", -1);
+  for (int i = 0; i < extra; ++i) piece("#" + std::to_string(i) + "#", -1);
+}
