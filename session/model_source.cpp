@@ -6,6 +6,7 @@
 
 #include "core/config.hpp"
 #include "reference/checkpoint.hpp"
+#include "session/builtin_models.hpp"
 #include "session/session.hpp"
 
 namespace kvlab {
@@ -65,7 +66,9 @@ std::shared_ptr<const Tokenizer> resolve_tokenizer(const std::string& path,
 }  // namespace
 
 template <typename S>
-LoadedModel<S> load_model(const SessionOptions& o) {
+LoadedModel<S> load_model(const SessionOptions& options) {
+  SessionOptions o = options;
+  o.model = resolve_model(options.model);  // a built-in trained model by name
   LoadedModel<S> m;
   if (auto config = o.allow_random ? random_config(o.model) : nullptr) {
     ModelConfig& c = *config;

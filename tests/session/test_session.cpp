@@ -16,6 +16,7 @@
 #include "core/telemetry.hpp"
 #include "reference/checkpoint.hpp"
 #include "reference/engine.hpp"
+#include "session/builtin_models.hpp"
 #include "session/model_source.hpp"
 #include "session/session.hpp"
 #include "tests/reference/tiny_model.hpp"
@@ -197,6 +198,22 @@ TEST_F(SessionFiles, LoadedSessionNeedsNoFilesAfterwards) {
   const auto b = s.generate(prompt, g).tokens;
   EXPECT_EQ(a, b);  // seeded sampling
   EXPECT_LE(a.size(), 4u);
+}
+
+TEST_F(SessionFiles, BuiltinModelsAreFoundByName) {
+  checkpoint("cla:2", "tiny-test");
+  ::setenv("KVLAB_MODELS", dir_.c_str(), 1);
+  const auto builtins = builtin_models();
+  ASSERT_EQ(builtins.size(), 1u);
+  EXPECT_EQ(builtins[0].name, "tiny-test");
+  EXPECT_EQ(resolve_model("tiny-test"), (dir_ / "tiny-test").string());
+  EXPECT_EQ(resolve_model("stories15m"), "stories15m");    // no such built-in: unchanged
+  EXPECT_EQ(resolve_model("./tiny-test"), "./tiny-test");  // a path stays a path
+  SessionOptions o;
+  o.model = "tiny-test";
+  Session s = Session::load(o);
+  EXPECT_EQ(s.plan_spec(), "cla:2");
+  ::unsetenv("KVLAB_MODELS");
 }
 
 // ---- (b) f32 and f64 sessions of one model agree ---------------------------------------------
