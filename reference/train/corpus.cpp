@@ -128,8 +128,11 @@ class RecallMaker {
 
   bool mqar_possible() const { return mqar_; }
 
-  std::vector<int> make(Rng& rng) {
+  // One example's tokens; `kind` becomes 'p' or 'm'.
+  std::vector<int> make(Rng& rng, char& kind) {
+    kind = 'p';
     if (mqar_ && rng.below(2) == 1) {
+      kind = 'm';
       // As `kvlab eval --task mqar` (16 pairs, 8 queries by default): pairs in [4, 32], half
       // of them asked, the context at least the pairs and at most what the row holds.
       int pairs = 4 + static_cast<int>(rng.below(max_pairs_ - 3));
@@ -354,13 +357,15 @@ Corpus build_corpus(const CorpusOptions& options, const Tokenizer& tok, int seq_
   std::size_t at = 0;
   while (true) {
     std::vector<int> ids;
+    char kind = 't';
     if (maker && rng.unit() < options.recall_fraction) {
-      ids = maker->make(rng);
+      ids = maker->make(rng, kind);
       if (eos) ids.push_back(tok.eos_id());
     }
     const std::size_t need = static_cast<std::size_t>(row) - ids.size();
     if (at + need > text.size()) break;
     c.recall_sequences += !ids.empty();
+    c.row_kinds += kind;
     c.train.insert(c.train.end(), ids.begin(), ids.end());
     c.train.insert(c.train.end(), text.begin() + static_cast<long>(at),
                    text.begin() + static_cast<long>(at + need));

@@ -32,6 +32,7 @@ struct Corpus {
   long val_documents = 0;  // of `documents`, those held out
   long characters = 0;     // bytes of cleaned text in all documents
   int row = 0;             // seq_len + 1: `train` is whole rows of this many tokens
+  std::string row_kinds;   // per row of `train`: 't' text, 'p' passkey, 'm' MQAR (then text)
 };
 
 // Reads, cleans, splits and tokenizes; recall sequences are made `seq_len + 1` tokens long.
