@@ -737,6 +737,7 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
   rt::CorpusOptions co;
   co.text_file = spec.text_file;
   co.seed = spec.seed;
+  co.recall_fraction = preset.recall_fraction;
   co.validate();
   const rt::Corpus corpus = rt::build_corpus(co, *tok.tokenizer, preset.seq_len);
   if (!resume_dir.empty()) {

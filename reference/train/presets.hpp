@@ -31,6 +31,7 @@ struct TrainPreset {
   double grad_clip = 1.0;
   int val_every = 50;  // steps between validations (and checkpoints, unless asked otherwise)
   int val_rows = 64;   // validation rows of T + 1 tokens (fewer when the split is shorter)
+  double recall_fraction = 0.2;  // share of training rows that are recall examples (corpus.hpp)
 };
 
 const std::vector<TrainPreset>& train_presets();
