@@ -163,6 +163,42 @@ const Row kRows[] = {
      "-o = {D}/nodir/conv is invalid: its directory {D}/nodir does not exist", "{D}/nodir/conv"},
     {"convert --model {D}/s --to hf -o {D}/text.txt/conv", "-o = {D}/text.txt/conv is invalid",
      "{D}/text.txt/conv"},
+    // train ({D}/trained: a 1-step micro run on {D}/para.txt; {D}/hi.txt: one short line)
+    {"train --preset huge --plan standard --tokenizer byte -o {D}/tr",
+     "--preset = huge is invalid: must be one of tiny, small", "{D}/tr"},
+    {"train --preset micro --plan 0_0_1 --tokenizer byte --text-file {D}/para.txt -o {D}/tr",
+     "--plan = 0_0_1 is invalid: does not fit preset micro (2 layers)", "{D}/tr"},
+    {"train --preset micro --plan standard --steps 3 --tokens 100 --tokenizer byte --text-file "
+     "{D}/para.txt -o {D}/tr",
+     "--steps/--tokens = (both) is invalid", "{D}/tr"},
+    {"train --preset micro --plan standard --tokenizer byte --text-file {D}/hi.txt -o {D}/tr",
+     "is smaller than one row of seq_len + 1 = 17", "{D}/tr"},
+    {"train --preset micro --plan standard --tokenizer byte --text-file {D}/none.txt -o {D}/tr",
+     "--text-file = {D}/none.txt is invalid", "{D}/tr"},
+    {"train --preset micro --plan standard --kv-heads 3 --tokenizer byte --text-file "
+     "{D}/para.txt -o {D}/tr",
+     "--kv-heads = 3 is invalid: must divide the preset's num_attention_heads = 2", "{D}/tr"},
+    {"train --preset micro --plan standard --train-passes 7 --tokenizer byte --text-file "
+     "{D}/para.txt -o {D}/tr",
+     "--train-passes = 7 is invalid", "{D}/tr"},
+    {"train --preset micro --plan standard --precision f16 --tokenizer byte -o {D}/tr",
+     "--precision = f16 is invalid", "{D}/tr"},
+    {"train --preset micro --plan standard --tokenizer {D}/tok.bin --text-file {D}/para.txt -o "
+     "{D}/tr",
+     "--tokenizer = {D}/tok.bin is invalid: must be byte or a Hugging Face tokenizer.json",
+     "{D}/tr"},
+    {"train --preset micro --plan standard --tokenizer byte --text-file {D}/para.txt -o "
+     "{D}/trained",
+     "-o = {D}/trained is invalid: already holds a training run", ""},
+    {"train --resume {D}/trained --plan cla:2 -o {D}/trained",
+     "--resume = {D}/trained is invalid: was trained with --plan standard (0_1), not cla:2 (0_0)",
+     ""},
+    {"train --resume {D}/trained --preset tiny -o {D}/trained",
+     "was trained with --preset micro, not tiny", ""},
+    {"train --resume {D}/trained --precision f64 -o {D}/trained",
+     "was trained with --precision f32, not f64", ""},
+    {"train --resume {D}/s -o {D}/tr", "--resume = {D}/s is invalid: holds no training checkpoint",
+     "{D}/tr"},
 };
 
 std::string subst(std::string s, const std::string& dir) {
@@ -231,6 +267,21 @@ class BadInput : public ::testing::Test {
     std::string text;
     for (int i = 0; i < 20; ++i) text += "Once upon a time there was a robot. ";
     std::ofstream(dir_ / "text.txt") << text;
+    // Paragraphs for `train` (a 1-step run in {D}/trained), and a text too short for one row.
+    {
+      std::ofstream para(dir_ / "para.txt");
+      const char* words[] = {"the", "robot", "read", "a", "book", "about", "stars", "and", "sea"};
+      for (int p = 0; p < 100; ++p) {
+        for (int i = 0; i < 8 + p % 11; ++i) para << (i ? " " : "") << words[(p * 7 + i * 3) % 9];
+        para << ".\n\n";
+      }
+    }
+    std::ofstream(dir_ / "hi.txt") << "Hi there.\n";
+    const RunResult t = run_kvlab(
+        "train --preset micro --plan standard --tokenizer byte --steps 1 "
+        "--text-file " +
+        (dir_ / "para.txt").string() + " -o " + (dir_ / "trained").string());
+    ASSERT_EQ(t.status, 0) << t.output;
   }
   void TearDown() override {
     if (!HasFailure()) fs::remove_all(dir_);
