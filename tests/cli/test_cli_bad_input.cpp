@@ -163,6 +163,23 @@ const Row kRows[] = {
      "-o = {D}/nodir/conv is invalid: its directory {D}/nodir does not exist", "{D}/nodir/conv"},
     {"convert --model {D}/s --to hf -o {D}/text.txt/conv", "-o = {D}/text.txt/conv is invalid",
      "{D}/text.txt/conv"},
+    // corpus
+    {"corpus --fortunes-dir {D}/nodir", "--fortunes-dir = {D}/nodir is invalid: is not a directory",
+     ""},
+    {"corpus --text-file {D}/nope.txt", "--text-file = {D}/nope.txt is invalid", ""},
+    {"corpus --text-file {D}/art.txt", "--text-file = {D}/art.txt is invalid: has no usable text",
+     ""},
+    {"corpus --text-file {D}/text.txt --val-fraction 0", "--val-fraction = 0 is invalid", ""},
+    {"corpus --text-file {D}/text.txt --recall-fraction 1", "--recall-fraction = 1 is invalid", ""},
+    {"corpus --text-file {D}/text.txt --seq-len 0", "--seq-len = 0 is invalid", ""},
+    {"corpus --text-file {D}/text.txt --seq-len 1000",
+     "--seq-len = 1000 is invalid: the training text of {D}/text.txt has", ""},
+    {"corpus --text-file {D}/text.txt --seq-len 40 --recall-fraction 0.5",
+     "--seq-len = 40 is invalid: too short for a passkey example", ""},
+    {"corpus --text-file {D}/text.txt --tokenizer {D}/nope.json", "--tokenizer = {D}/nope.json",
+     ""},
+    {"corpus --text-file {D}/text.txt --dump-text {D}/nodir/t.txt",
+     "--dump-text = {D}/nodir/t.txt is invalid", "{D}/nodir/t.txt"},
 };
 
 std::string subst(std::string s, const std::string& dir) {
@@ -231,6 +248,8 @@ class BadInput : public ::testing::Test {
     std::string text;
     for (int i = 0; i < 20; ++i) text += "Once upon a time there was a robot. ";
     std::ofstream(dir_ / "text.txt") << text;
+    // A text file that is only a picture: no usable document (kvlab corpus).
+    std::ofstream(dir_ / "art.txt") << "  /\\_/\\\n ( o.o )\n  > ^ <\n\n#####\n";
   }
   void TearDown() override {
     if (!HasFailure()) fs::remove_all(dir_);
