@@ -105,11 +105,7 @@ class RecallMaker {
   RecallMaker(const Tokenizer& tok, int room, int seq_len)
       : tok_(tok), room_(room), seq_len_(seq_len) {
     // Passkey: the tokens beyond the context (question and key) and the least context.
-    const TaskExample probe = whole_passkey_or_empty(room_, 1);
-    if (probe.context.empty()) {
-      fail("--seq-len", std::to_string(seq_len_),
-           "too short for a passkey example in tokenizer " + tok.name());
-    }
+    const TaskExample probe = whole_passkey_or_empty(std::max(room_, 512), 1);
     extra_ = static_cast<int>(probe.query.size()) + 1;
     int lo = 1, hi = static_cast<int>(probe.context.size());  // [hi] fits
     while (hi - lo > 1) {
@@ -117,6 +113,12 @@ class RecallMaker {
       (whole_passkey_or_empty(mid, 1).context.empty() ? lo : hi) = mid;
     }
     min_context_ = hi;
+    if (probe.context.empty() || min_context_ + extra_ > room_) {
+      fail("--seq-len", std::to_string(seq_len_),
+           "too short for a passkey example in tokenizer " + tok.name() + " (one takes " +
+               std::to_string(min_context_ + extra_ + seq_len_ - room_) +
+               " tokens or more: give a longer --seq-len or --recall-fraction 0)");
+    }
     // MQAR draws raw ids from [8, 8 + 2·range): only when no special token lies there (the byte
     // tokenizer's BOS 256 and EOS 257 do: passkeys only then).
     vocab_ = tok.vocab_size();
@@ -127,8 +129,6 @@ class RecallMaker {
     }
     max_pairs_ = std::min(32, range);
   }
-
-  bool mqar_possible() const { return mqar_; }
 
   // One example's tokens; `kind` becomes 'p' or 'm'.
   std::vector<int> make(Rng& rng, char& kind) {
