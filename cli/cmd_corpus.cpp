@@ -1,6 +1,7 @@
 // kvlab corpus: the training data of docs/training.md ("Data and tokenizer") without a model:
 // documents, characters, tokens in a tokenizer, the train/validation split and the recall rows;
 // --dump-text writes the cleaned training documents (what scripts/train-tokenizer.py trains on).
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -42,6 +43,8 @@ void run_corpus(const CorpusCommandOptions& o) {
     for (const std::string& d : *v) text_tokens += static_cast<long>(tok->encode(d, false).size());
   }
   const long rows = static_cast<long>(c.train.size()) / c.row;
+  const long passkeys = std::count(c.row_kinds.begin(), c.row_kinds.end(), 'p');
+  const long mqars = std::count(c.row_kinds.begin(), c.row_kinds.end(), 'm');
   if (!o.dump_text.empty()) {
     write_file_atomic(o.dump_text, [&](std::ostream& out) {
       for (std::size_t i = 0; i < docs.train.size(); ++i) {
@@ -68,6 +71,8 @@ void run_corpus(const CorpusCommandOptions& o) {
                         {"train_tokens", c.train.size()},
                         {"train_rows", rows},
                         {"recall_sequences", c.recall_sequences},
+                        {"passkey_rows", passkeys},
+                        {"mqar_rows", mqars},
                         {"val_tokens", c.val.size()}};
     if (!o.dump_text.empty()) j["dump_text"] = o.dump_text;
     std::cout << j.dump(2) << "\n";
@@ -89,6 +94,11 @@ void run_corpus(const CorpusCommandOptions& o) {
       group_digits(static_cast<long>(c.train.size())).c_str(), group_digits(rows).c_str(), c.row,
       group_digits(c.recall_sequences).c_str(),
       rows ? 100.0 * static_cast<double>(c.recall_sequences) / static_cast<double>(rows) : 0.0);
+  std::printf("recall rows     %s passkey, %s MQAR%s\n", group_digits(passkeys).c_str(),
+              group_digits(mqars).c_str(),
+              c.recall_sequences > 0 && mqars == 0
+                  ? " (MQAR's raw ids would include this tokenizer's BOS/EOS: passkeys only)"
+                  : "");
   std::printf("val stream      %s tokens (natural text only)\n",
               group_digits(static_cast<long>(c.val.size())).c_str());
   if (!o.dump_text.empty()) {

@@ -101,13 +101,11 @@ std::vector<int> text_stream(const std::vector<std::string>& docs, const Tokeniz
 // Recall examples of at most `room` tokens, in the formats of reference/tasks.cpp.
 class RecallMaker {
  public:
-  RecallMaker(const Tokenizer& tok, int room) : tok_(tok), room_(room) {
+  // `room`: tokens an example may take (seq_len + 1, less the EOS after it).
+  RecallMaker(const Tokenizer& tok, int room, int seq_len)
+      : tok_(tok), room_(room), seq_len_(seq_len) {
     // Passkey: the tokens beyond the context (question and key) and the least context.
-    const TaskExample probe = whole_passkey_or_empty(room_, 1);
-    if (probe.context.empty()) {
-      fail("--seq-len", std::to_string(room_),
-           "too short for a passkey example in tokenizer " + tok.name());
-    }
+    const TaskExample probe = whole_passkey_or_empty(std::max(room_, 512), 1);
     extra_ = static_cast<int>(probe.query.size()) + 1;
     int lo = 1, hi = static_cast<int>(probe.context.size());  // [hi] fits
     while (hi - lo > 1) {
@@ -115,6 +113,12 @@ class RecallMaker {
       (whole_passkey_or_empty(mid, 1).context.empty() ? lo : hi) = mid;
     }
     min_context_ = hi;
+    if (probe.context.empty() || min_context_ + extra_ > room_) {
+      fail("--seq-len", std::to_string(seq_len_),
+           "too short for a passkey example in tokenizer " + tok.name() + " (one takes " +
+               std::to_string(min_context_ + extra_ + seq_len_ - room_) +
+               " tokens or more: give a longer --seq-len or --recall-fraction 0)");
+    }
     // MQAR draws raw ids from [8, 8 + 2·range): only when no special token lies there (the byte
     // tokenizer's BOS 256 and EOS 257 do: passkeys only then).
     vocab_ = tok.vocab_size();
@@ -125,8 +129,6 @@ class RecallMaker {
     }
     max_pairs_ = std::min(32, range);
   }
-
-  bool mqar_possible() const { return mqar_; }
 
   // One example's tokens; `kind` becomes 'p' or 'm'.
   std::vector<int> make(Rng& rng, char& kind) {
@@ -162,7 +164,7 @@ class RecallMaker {
       ids.push_back(ex.answer.back());
       if (static_cast<int>(ids.size()) <= room_) return ids;
     }
-    fail("--seq-len", std::to_string(room_),
+    fail("--seq-len", std::to_string(seq_len_),
          "too short for a passkey example in tokenizer " + tok_.name());
   }
 
@@ -178,7 +180,7 @@ class RecallMaker {
   }
 
   const Tokenizer& tok_;
-  int room_;
+  int room_, seq_len_;
   int extra_ = 0, min_context_ = 1, vocab_ = 0, max_pairs_ = 0;
   bool mqar_ = false;
 };
@@ -345,14 +347,14 @@ Corpus build_corpus(const CorpusOptions& options, const Tokenizer& tok, int seq_
   const int row = seq_len + 1;
   c.row = row;
   if (static_cast<long>(text.size()) < row) {
-    throw Error("corpus of " + std::to_string(text.size()) +
-                " training tokens is smaller than one row of seq_len + 1 = " + std::to_string(row) +
-                " (source " + c.source + ")");
+    fail("--seq-len", std::to_string(seq_len),
+         "the training text of " + c.source + " has " + std::to_string(text.size()) +
+             " tokens, fewer than one row of seq_len + 1 = " + std::to_string(row));
   }
   // Rows: natural text, or (a seeded recall_fraction of them) a recall example, EOS, then text.
   const int eos = tok.eos_id() >= 0 ? 1 : 0;
   std::unique_ptr<RecallMaker> maker;
-  if (options.recall_fraction > 0) maker = std::make_unique<RecallMaker>(tok, row - eos);
+  if (options.recall_fraction > 0) maker = std::make_unique<RecallMaker>(tok, row - eos, seq_len);
   Rng rng(mix(options.seed ^ 0x7265636131ull));
   std::size_t at = 0;
   while (true) {

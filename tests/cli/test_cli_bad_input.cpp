@@ -199,6 +199,23 @@ const Row kRows[] = {
      "was trained with --precision f32, not f64", ""},
     {"train --resume {D}/s -o {D}/tr", "--resume = {D}/s is invalid: holds no training checkpoint",
      "{D}/tr"},
+    // corpus
+    {"corpus --fortunes-dir {D}/nodir", "--fortunes-dir = {D}/nodir is invalid: is not a directory",
+     ""},
+    {"corpus --text-file {D}/nope.txt", "--text-file = {D}/nope.txt is invalid", ""},
+    {"corpus --text-file {D}/art.txt", "--text-file = {D}/art.txt is invalid: has no usable text",
+     ""},
+    {"corpus --text-file {D}/text.txt --val-fraction 0", "--val-fraction = 0 is invalid", ""},
+    {"corpus --text-file {D}/text.txt --recall-fraction 1", "--recall-fraction = 1 is invalid", ""},
+    {"corpus --text-file {D}/text.txt --seq-len 0", "--seq-len = 0 is invalid", ""},
+    {"corpus --text-file {D}/text.txt --seq-len 1000",
+     "--seq-len = 1000 is invalid: the training text of {D}/text.txt has", ""},
+    {"corpus --text-file {D}/text.txt --seq-len 40 --recall-fraction 0.5",
+     "--seq-len = 40 is invalid: too short for a passkey example", ""},
+    {"corpus --text-file {D}/text.txt --tokenizer {D}/nope.json", "--tokenizer = {D}/nope.json",
+     ""},
+    {"corpus --text-file {D}/text.txt --dump-text {D}/nodir/t.txt",
+     "--dump-text = {D}/nodir/t.txt is invalid", "{D}/nodir/t.txt"},
 };
 
 std::string subst(std::string s, const std::string& dir) {
@@ -282,6 +299,8 @@ class BadInput : public ::testing::Test {
         "--text-file " +
         (dir_ / "para.txt").string() + " -o " + (dir_ / "trained").string());
     ASSERT_EQ(t.status, 0) << t.output;
+    // A text file that is only a picture: no usable document (kvlab corpus).
+    std::ofstream(dir_ / "art.txt") << "  /\\_/\\\n ( o.o )\n  > ^ <\n\n#####\n";
   }
   void TearDown() override {
     if (!HasFailure()) fs::remove_all(dir_);

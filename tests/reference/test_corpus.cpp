@@ -148,9 +148,9 @@ TEST_F(CorpusFiles, ErrorsNameThePathAndTheFlag) {
             }).find("--text-file = " + o.text_file + " is invalid: has no usable text"),
             std::string::npos);
   o.text_file = write("short.txt", "A short text.\n").string();
-  EXPECT_NE(error_of([&] {
-              build_corpus(o, ByteTokenizer(), 64);
-            }).find("corpus of 15 training tokens is smaller than one row of seq_len + 1 = 65"),
+  EXPECT_NE(error_of([&] { build_corpus(o, ByteTokenizer(), 64); })
+                .find("--seq-len = 64 is invalid: the training text of " + o.text_file +
+                      " has 15 tokens, fewer than one row of seq_len + 1 = 65"),
             std::string::npos);
   for (double v : {0.0, 0.6, std::nan("")}) {
     CorpusOptions b;
