@@ -172,7 +172,7 @@ const Row kRows[] = {
      "{D}/para.txt -o {D}/tr",
      "--steps/--tokens = (both) is invalid", "{D}/tr"},
     {"train --preset micro --plan standard --tokenizer byte --text-file {D}/hi.txt -o {D}/tr",
-     "is smaller than one row of seq_len + 1 = 17", "{D}/tr"},
+     "has 11 tokens, fewer than one row of seq_len + 1 = 17", "{D}/tr"},
     {"train --preset micro --plan standard --tokenizer byte --text-file {D}/none.txt -o {D}/tr",
      "--text-file = {D}/none.txt is invalid", "{D}/tr"},
     {"train --preset micro --plan standard --kv-heads 3 --tokenizer byte --text-file "
