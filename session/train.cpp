@@ -65,27 +65,8 @@ json spec_json(const RunSpec& r) {
           {"tokenizer", r.tokenizer}};
 }
 
-rt::TrainPasses parse_train_passes(const std::string& text) {
-  rt::TrainPasses p;
-  if (text.empty()) return p;
-  const auto comma = text.find(',');
-  auto to_int = [&](const std::string& s) {
-    try {
-      size_t used = 0;
-      const int v = std::stoi(s, &used);
-      if (used == s.size()) return v;
-    } catch (const std::exception&) {
-    }
-    fail("--train-passes", text,
-         "must be m,b: two integers, m >= 0 passes without gradient, b >= 1 with");
-  };
-  if (comma == std::string::npos) to_int("x");
-  p.m = to_int(text.substr(0, comma));
-  p.b = to_int(text.substr(comma + 1));
-  if (p.m < 0 || p.b < 1) {
-    fail("--train-passes", text, "must be m,b with m >= 0 and b >= 1");
-  }
-  return p;
+rt::TrainPasses passes_of(const std::string& text) {
+  return text.empty() ? rt::TrainPasses{} : parse_train_passes(text);
 }
 
 std::string fmt(double v) {
@@ -655,7 +636,7 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
       check_same(d, "--kv-heads", spec.kv_heads, setup.kv_heads, std::to_string(spec.kv_heads),
                  std::to_string(setup.kv_heads));
     if (!setup.train_passes.empty()) {
-      const rt::TrainPasses p = parse_train_passes(setup.train_passes);
+      const rt::TrainPasses p = passes_of(setup.train_passes);
       check_same(
           d, "--train-passes", std::to_string(spec.passes.m) + "," + std::to_string(spec.passes.b),
           std::to_string(p.m) + "," + std::to_string(p.b),
@@ -712,7 +693,7 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
     spec.precision = setup.precision.value_or(Precision::f32);
     spec.seed = setup.seed.value_or(1);
     spec.kv_heads = setup.kv_heads ? setup.kv_heads : preset.shape.num_attention_heads;
-    spec.passes = parse_train_passes(setup.train_passes);
+    spec.passes = passes_of(setup.train_passes);
     spec.passes.kv_loss_weight = setup.kv_loss.value_or(0.0);
     spec.passes.validate();
     spec.lr = setup.lr > 0 ? setup.lr : preset.lr;
