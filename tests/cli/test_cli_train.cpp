@@ -150,19 +150,27 @@ TEST_F(TrainCli, TokenizerJsonTravelsWithTheCheckpoint) {
   EXPECT_EQ(g.status, 0) << g.output;
 }
 
-TEST_F(TrainCli, F64StopAndResumeEqualsOneRunBitForBit) {
-  const std::string flags =
-      " --plan 1_1 --train-passes 2,1 --precision f64 --steps 12 "
-      "--val-every 4 --checkpoint-every 3";
-  ASSERT_EQ(run_kvlab(base("a") + flags).status, 0);
-  const RunResult s = run_kvlab(base("b") + flags + " --stop-at 7");
-  ASSERT_EQ(s.status, 0) << s.output;
-  EXPECT_NE(s.output.find("stopped after 7/12 steps"), std::string::npos) << s.output;
-  const RunResult r = run_kvlab("train --resume " + (dir_ / "b").string() + " --threads 1 -o " +
-                                (dir_ / "b").string());
-  ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("resumed after step 7"), std::string::npos) << r.output;
-  expect_same_run(dir_ / "a", dir_ / "b");
+TEST_F(TrainCli, StopAndResumeEqualsOneRunBitForBit) {
+  for (const char* precision : {"f64", "f32"}) {
+    SCOPED_TRACE(precision);
+    const std::string p = precision;
+    const std::string flags = " --plan 1_1 --train-passes 2,1 --precision " + p +
+                              " --steps 12 --val-every 4 --checkpoint-every 3";
+    ASSERT_EQ(run_kvlab(base("a" + p) + flags).status, 0);
+    const RunResult s = run_kvlab(base("b" + p) + flags + " --stop-at 7");
+    ASSERT_EQ(s.status, 0) << s.output;
+    EXPECT_NE(s.output.find("stopped after 7/12 steps"), std::string::npos) << s.output;
+    // Resumed into another directory (the log's head copied), then in place.
+    const RunResult c = run_kvlab("train --resume " + (dir_ / ("b" + p)).string() + " -o " +
+                                  (dir_ / ("c" + p)).string());
+    ASSERT_EQ(c.status, 0) << c.output;
+    const RunResult r = run_kvlab("train --resume " + (dir_ / ("b" + p)).string() +
+                                  " --threads 2 -o " + (dir_ / ("b" + p)).string());
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("resumed after step 7"), std::string::npos) << r.output;
+    expect_same_run(dir_ / ("a" + p), dir_ / ("b" + p));
+    expect_same_run(dir_ / ("a" + p), dir_ / ("c" + p));
+  }
 }
 
 // Kill -9 as soon as the first checkpoint exists (mid-run, possibly mid-checkpoint), resume, and
