@@ -118,8 +118,22 @@ void publish_directory(const fs::path& tmp, const fs::path& dst) {
   std::error_code ec;
   if (fs::exists(dst, ec)) {
     if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dst.c_str(), RENAME_EXCHANGE) != 0) {
-      fail("-o", dst.string(),
-           std::string("cannot replace the checkpoint: ") + std::strerror(errno));
+      if (errno != EINVAL && errno != ENOSYS) {
+        fail("-o", dst.string(),
+             std::string("cannot replace the checkpoint: ") + std::strerror(errno));
+      }
+      // A file system without the exchange: two renames (a kill between them leaves the
+      // previous checkpoint as .<name>.old, which a resume names).
+      const fs::path old = dst.parent_path() / ("." + dst.filename().string() + ".old");
+      fs::remove_all(old, ec);
+      if (std::rename(dst.c_str(), old.c_str()) != 0 ||
+          std::rename(tmp.c_str(), dst.c_str()) != 0) {
+        fail("-o", dst.string(),
+             std::string("cannot replace the checkpoint: ") + std::strerror(errno));
+      }
+      fs::remove_all(old, ec);
+      fsync_path(dst.parent_path(), true);
+      return;
     }
     fs::remove_all(tmp, ec);
   } else if (std::rename(tmp.c_str(), dst.c_str()) != 0) {
@@ -573,6 +587,12 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
   if (!setup.resume.empty()) {
     const fs::path r = setup.resume;
     resume_dir = fs::exists(r / "train_state.json") ? r : r / "last";
+    if (!fs::exists(resume_dir / "train_state.json") &&
+        fs::exists(r / ".last.old" / "train_state.json")) {
+      fail("--resume", setup.resume,
+           "has no last/ but .last.old/ (killed between the two renames of a file system without "
+           "RENAME_EXCHANGE): rename .last.old to last and resume");
+    }
     if (!fs::exists(resume_dir / "train_state.json")) {
       fail("--resume", setup.resume,
            "holds no training checkpoint (no last/train_state.json): give the -o of a kvlab train "
