@@ -323,9 +323,10 @@ template <typename S>
 void swiglu_backward(S* dgate, S* dup, const S* dout, const S* gate, const S* up, long n) {
   using Arr = Eigen::Array<S, Eigen::Dynamic, 1>;
   Eigen::Map<const Arr> g(gate, n), u(up, n), d(dout, n);
-  const Arr sig = S(1) / (S(1) + (-g).exp());
+  Eigen::Map<Arr> sig(dup, n);  // σ(gate) first, in dup's memory: no temporary
+  sig = S(1) / (S(1) + (-g).exp());
   Eigen::Map<Arr>(dgate, n) = d * u * sig * (S(1) + g * (S(1) - sig));
-  Eigen::Map<Arr>(dup, n) = d * g * sig;
+  sig = d * g * sig;  // element by element: dup = dout · gate · σ(gate)
 }
 
 // ---------------------------------------------------------------- cross-entropy
