@@ -238,7 +238,6 @@ void attention_forward(S* out, S* probs, const S* q, const S* k, const S* v, int
                        int H_kv, int D, AttentionSet set, int threads) {
   const int group = H / H_kv;
   const S scale = S(1) / std::sqrt(static_cast<S>(D));
-  const S neg_inf = -std::numeric_limits<S>::infinity();
 #pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1)
   for (int bh = 0; bh < B * H; ++bh) {
     const int b = bh / H, h = bh % H, g = h / group;
@@ -250,18 +249,19 @@ void attention_forward(S* out, S* probs, const S* q, const S* k, const S* v, int
     Eigen::Map<MatR<S>> p(probs + static_cast<long>(bh) * T * T, T, T);  // (T, T)
     p.noalias() = (qh * kh.transpose()) * scale;
     for (int t = 0; t < T; ++t) {
+      // S(t) is the range [lo, hi] of keys (AttentionSet::allows): j <= t, or j < t when strict;
+      // j > t - window when sliding.
+      const int hi = set.strict ? t - 1 : t;
+      const int lo = set.window > 0 ? std::max(0, t - set.window + 1) : 0;
       S* row = p.row(t).data();
-      S mx = neg_inf;
-      for (int j = 0; j < T; ++j) {
-        if (!set.allows(t, j)) row[j] = neg_inf;
-        mx = std::max(mx, row[j]);
-      }
-      if (mx == neg_inf) {  // empty set: no probability anywhere, output 0
+      if (hi < lo) {  // empty set: no probability anywhere, output 0
         std::fill(row, row + T, S(0));
         continue;
       }
-      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> a(row, T);
-      a = (a - mx).exp();  // exp(-inf) = 0; Eigen's vectorised exp
+      std::fill(row, row + lo, S(0));
+      std::fill(row + hi + 1, row + T, S(0));
+      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> a(row + lo, hi - lo + 1);
+      a = (a - a.maxCoeff()).exp();  // Eigen's vectorised exp
       a *= S(1) / a.sum();
     }
     oh.noalias() = p * vh;
