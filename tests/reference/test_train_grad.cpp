@@ -403,6 +403,48 @@ TEST(TrainGrad, SameBitsForAnyThreadCount) {
   }
 }
 
+// A batch is the mean of its rows: B rows at once (row tiles of 128 cross the rows' boundaries)
+// give the mean loss and the mean gradient of B one-row runs.
+TEST(TrainGrad, BatchIsTheMeanOfItsRows) {
+  ModelConfig cfg = grad_config(4, 8, 2);
+  cfg.max_position_embeddings = 128;
+  for (const char* spec : {"0s_1_1s_3", "lckv:2"}) {
+    SCOPED_TRACE(spec);
+    const KvPlan plan = KvPlan::parse(spec, cfg.num_hidden_layers);
+    const auto w = init_random<double>(cfg, plan, 5);
+    const int B = 3, T = 50;
+    const auto batch = make_batch(B, T, cfg.vocab_size, 4);
+    const TrainPasses passes{1, 2, 0.4};
+    GradModel<double> all(cfg, plan, passes, 1), one(cfg, plan, passes, 1);
+    ModelWeights<double> g, gb;
+    const LossReport r = all.loss_and_grad(w, batch.data(), B, T, g);
+    double loss = 0, kv = 0;
+    std::vector<std::vector<double>> mean;
+    for (int b = 0; b < B; ++b) {
+      const LossReport rb = one.loss_and_grad(w, batch.data() + b * (T + 1), 1, T, gb);
+      loss += rb.loss / B;
+      kv += rb.kv_loss / B;
+      auto pb = parameters(gb);
+      mean.resize(pb.size());
+      for (std::size_t i = 0; i < pb.size(); ++i) {
+        mean[i].resize(pb[i].data->size(), 0.0);
+        for (std::size_t j = 0; j < mean[i].size(); ++j) mean[i][j] += (*pb[i].data)[j] / B;
+      }
+    }
+    EXPECT_NEAR(r.loss, loss, 1e-12 * loss);
+    EXPECT_NEAR(r.kv_loss, kv, 1e-12 * kv);
+    auto pg = parameters(g);
+    for (std::size_t i = 0; i < pg.size(); ++i) {
+      double scale = 0, err = 0;
+      for (std::size_t j = 0; j < mean[i].size(); ++j) {
+        scale = std::max(scale, std::abs(mean[i][j]));
+        err = std::max(err, std::abs(mean[i][j] - (*pg[i].data)[j]));
+      }
+      EXPECT_LE(err, 1e-11 * scale) << pg[i].name;
+    }
+  }
+}
+
 TEST(TrainGrad, GradientsAreOverwrittenNotAccumulated) {
   const ModelConfig cfg = grad_config();
   const KvPlan plan = KvPlan::parse("standard", cfg.num_hidden_layers);
