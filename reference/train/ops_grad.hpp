@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "reference/op_types.hpp"
@@ -140,6 +141,35 @@ void linear_backward(S* dx, S* dw, const S* dout, const S* x, const S* w, int N,
   }
 }
 
+// Several weight gradients at once, dw (O, I) += doutᵀ (O, N) · x (N, I) for each job, in one
+// parallel loop over (job, tile of 32 rows of dw): the same tiles and products as
+// linear_backward's dw, so the same bits.
+template <typename S>
+struct WeightGradJob {
+  S* dw;
+  const S* dout;  // (N, O)
+  const S* x;     // (N, I)
+  int O, I;
+};
+
+template <typename S>
+void linear_weight_grads(const std::vector<WeightGradJob<S>>& jobs, int N, int threads) {
+  std::vector<std::pair<int, int>> tasks;  // (job, first row of dw)
+  for (int j = 0; j < static_cast<int>(jobs.size()); ++j) {
+    for (int o0 = 0; o0 < jobs[j].O; o0 += kWeightTile) tasks.emplace_back(j, o0);
+  }
+  const int n_tasks = static_cast<int>(tasks.size());
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && n_tasks > 1)
+  for (int k = 0; k < n_tasks; ++k) {
+    const WeightGradJob<S>& job = jobs[tasks[k].first];
+    const int o0 = tasks[k].second, cols = std::min(kWeightTile, job.O - o0);
+    Eigen::Map<const MatR<S>> xm(job.x, N, job.I);
+    Eigen::Map<const MatR<S>, 0, OStride> gm(job.dout + o0, N, cols, OStride(job.O));
+    Eigen::Map<MatR<S>> dwm(job.dw + static_cast<long>(o0) * job.I, cols, job.I);
+    dwm.noalias() += gm.transpose() * xm;
+  }
+}
+
 // ---------------------------------------------------------------- RoPE (Hugging Face `half`)
 
 // cos, sin (T, D/2) of θ = t · theta^(-2i/D), computed in double as the engine does.
@@ -157,14 +187,15 @@ void rope_tables(std::vector<S>& cos, std::vector<S>& sin, int T, int D, double 
   }
 }
 
-// x (N, heads*D), in place: dim i pairs with i + D/2 at position t = n % T:
+// x (N, heads*D), in place: dim i pairs with i + D/2 at position t = (row0 + n) % T (row0: the
+// first row's index when x is a tile of a larger array):
 //   (a, b) -> (a cos − b sin, b cos + a sin).
 template <typename S>
-void rope_forward(S* x, const S* cos, const S* sin, int N, int T, int heads, int D) {
+void rope_forward(S* x, const S* cos, const S* sin, int N, int T, int heads, int D, int row0 = 0) {
   const int half = D / 2;
   for (int n = 0; n < N; ++n) {
-    const S* c = cos + static_cast<long>(n % T) * half;
-    const S* s = sin + static_cast<long>(n % T) * half;
+    const S* c = cos + static_cast<long>((row0 + n) % T) * half;
+    const S* s = sin + static_cast<long>((row0 + n) % T) * half;
     for (int h = 0; h < heads; ++h) {
       S* v = x + (static_cast<long>(n) * heads + h) * D;
       for (int i = 0; i < half; ++i) {
@@ -179,11 +210,12 @@ void rope_forward(S* x, const S* cos, const S* sin, int N, int T, int heads, int
 // dx (N, heads*D), in place: the transposed rotation, (da, db) = (dA cos + dB sin, dB cos − dA
 // sin).
 template <typename S>
-void rope_backward(S* dx, const S* cos, const S* sin, int N, int T, int heads, int D) {
+void rope_backward(S* dx, const S* cos, const S* sin, int N, int T, int heads, int D,
+                   int row0 = 0) {
   const int half = D / 2;
   for (int n = 0; n < N; ++n) {
-    const S* c = cos + static_cast<long>(n % T) * half;
-    const S* s = sin + static_cast<long>(n % T) * half;
+    const S* c = cos + static_cast<long>((row0 + n) % T) * half;
+    const S* s = sin + static_cast<long>((row0 + n) % T) * half;
     for (int h = 0; h < heads; ++h) {
       S* v = dx + (static_cast<long>(n) * heads + h) * D;
       for (int i = 0; i < half; ++i) {
@@ -206,7 +238,6 @@ void attention_forward(S* out, S* probs, const S* q, const S* k, const S* v, int
                        int H_kv, int D, AttentionSet set, int threads) {
   const int group = H / H_kv;
   const S scale = S(1) / std::sqrt(static_cast<S>(D));
-  const S neg_inf = -std::numeric_limits<S>::infinity();
 #pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1)
   for (int bh = 0; bh < B * H; ++bh) {
     const int b = bh / H, h = bh % H, g = h / group;
@@ -218,18 +249,19 @@ void attention_forward(S* out, S* probs, const S* q, const S* k, const S* v, int
     Eigen::Map<MatR<S>> p(probs + static_cast<long>(bh) * T * T, T, T);  // (T, T)
     p.noalias() = (qh * kh.transpose()) * scale;
     for (int t = 0; t < T; ++t) {
+      // S(t) is the range [lo, hi] of keys (AttentionSet::allows): j <= t, or j < t when strict;
+      // j > t - window when sliding.
+      const int hi = set.strict ? t - 1 : t;
+      const int lo = set.window > 0 ? std::max(0, t - set.window + 1) : 0;
       S* row = p.row(t).data();
-      S mx = neg_inf;
-      for (int j = 0; j < T; ++j) {
-        if (!set.allows(t, j)) row[j] = neg_inf;
-        mx = std::max(mx, row[j]);
-      }
-      if (mx == neg_inf) {  // empty set: no probability anywhere, output 0
+      if (hi < lo) {  // empty set: no probability anywhere, output 0
         std::fill(row, row + T, S(0));
         continue;
       }
-      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> a(row, T);
-      a = (a - mx).exp();  // exp(-inf) = 0; Eigen's vectorised exp
+      std::fill(row, row + lo, S(0));
+      std::fill(row + hi + 1, row + T, S(0));
+      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> a(row + lo, hi - lo + 1);
+      a = (a - a.maxCoeff()).exp();  // Eigen's vectorised exp
       a *= S(1) / a.sum();
     }
     oh.noalias() = p * vh;
@@ -291,9 +323,10 @@ template <typename S>
 void swiglu_backward(S* dgate, S* dup, const S* dout, const S* gate, const S* up, long n) {
   using Arr = Eigen::Array<S, Eigen::Dynamic, 1>;
   Eigen::Map<const Arr> g(gate, n), u(up, n), d(dout, n);
-  const Arr sig = S(1) / (S(1) + (-g).exp());
+  Eigen::Map<Arr> sig(dup, n);  // σ(gate) first, in dup's memory: no temporary
+  sig = S(1) / (S(1) + (-g).exp());
   Eigen::Map<Arr>(dgate, n) = d * u * sig * (S(1) + g * (S(1) - sig));
-  Eigen::Map<Arr>(dup, n) = d * g * sig;
+  sig = d * g * sig;  // element by element: dup = dout · gate · σ(gate)
 }
 
 // ---------------------------------------------------------------- cross-entropy
@@ -303,21 +336,22 @@ void swiglu_backward(S* dgate, S* dup, const S* dout, const S* gate, const S* up
 template <typename S>
 double cross_entropy(S* logits, const int* targets, int N, int V, bool grad, double scale,
                      int threads) {
+  using ArrD = Eigen::Array<double, Eigen::Dynamic, 1>;
   std::vector<double> nll(N);
-#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1)
-  for (int n = 0; n < N; ++n) {
-    S* row = logits + static_cast<long>(n) * V;
-    double mx = -std::numeric_limits<double>::infinity();
-    for (int j = 0; j < V; ++j) mx = std::max(mx, static_cast<double>(row[j]));
-    double sum = 0;
-    for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j]) - mx);
-    const double lse = mx + std::log(sum);
-    nll[n] = lse - static_cast<double>(row[targets[n]]);
-    if (grad) {
-      for (int j = 0; j < V; ++j) {
-        row[j] = static_cast<S>(std::exp(static_cast<double>(row[j]) - lse) * scale);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    ArrD z(V);  // one row in double, per thread (Eigen's vectorised exp)
+#pragma omp for schedule(dynamic, 64)
+    for (int n = 0; n < N; ++n) {
+      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> row(logits + static_cast<long>(n) * V, V);
+      z = row.template cast<double>();
+      const double mx = z.maxCoeff();
+      const double lse = mx + std::log((z - mx).exp().sum());
+      nll[n] = lse - z[targets[n]];
+      if (grad) {
+        row = ((z - lse).exp() * scale).template cast<S>();
+        row[targets[n]] -= static_cast<S>(scale);
       }
-      row[targets[n]] -= static_cast<S>(scale);
     }
   }
   double total = 0;

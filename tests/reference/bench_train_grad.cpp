@@ -69,10 +69,10 @@ void run(int threads, int repeat) {
     const double N = static_cast<double>(B) * T, C = c.hidden_size, F = c.intermediate_size;
     const double per_layer = 2 * N * C * C * 4 + 2 * N * C * F * 3 + 2 * 2 * B * 4.0 * T * T * 32;
     const double flops = 3 * (per_layer * c.num_hidden_layers + 2 * N * C * c.vocab_size);
-    std::printf("%-9s %s threads=%d  %.1f ms/step  %.0f tokens/s  %.1f GFLOP/s (standard-pass "
-                "FLOPs)\n",
-                spec, sizeof(S) == 4 ? "f32" : "f64", threads, best * 1e3, N / best,
-                flops / best * 1e-9);
+    std::printf(
+        "%-9s %s threads=%d  %.1f ms/step  %.0f tokens/s  %.1f GFLOP/s (standard-pass "
+        "FLOPs)\n",
+        spec, sizeof(S) == 4 ? "f32" : "f64", threads, best * 1e3, N / best, flops / best * 1e-9);
   }
 }
 

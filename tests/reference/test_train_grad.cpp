@@ -127,7 +127,7 @@ TEST(TrainOps, AttentionBackwardMatchesFiniteDifferences) {
     std::vector<double> out(N * Q), probs(static_cast<long>(B) * c.H * T * T);
     auto f = [&] {
       attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), B, T, c.H, c.H_kv,
-                        D, c.set, 3);
+                        D, c.set, 1);
       return dot(out, r);
     };
     f();
@@ -255,7 +255,7 @@ TEST(TrainGrad, WholeModelMatchesFiniteDifferences) {
     }
     const int B = 2, T = 5;
     const auto batch = make_batch(B, T, mc.cfg.vocab_size, 5);
-    GradModel<double> model(mc.cfg, plan, mc.passes, 2, mc.nodiag);
+    GradModel<double> model(mc.cfg, plan, mc.passes, 1, mc.nodiag);
     ModelWeights<double> g;
     const LossReport rep = model.loss_and_grad(w, batch.data(), B, T, g);
     EXPECT_TRUE(std::isfinite(rep.total()));
@@ -346,7 +346,7 @@ TEST(TrainGrad, LossEqualsTheEnginesNextTokenNll) {
       nll += mx + std::log(s) - row[tokens[t + 1]];
     }
     nll /= T;
-    GradModel<double> model(c.cfg, plan, c.passes, 2);
+    GradModel<double> model(c.cfg, plan, c.passes, 1);
     EXPECT_NEAR(model.loss(w, tokens.data(), 1, T).loss, nll, 1e-12 * std::abs(nll));
   }
 }
@@ -360,8 +360,8 @@ TEST(TrainGrad, Float32IsCloseToFloat64) {
     const auto wf = convert_weights<float>(wd);
     const auto batch = make_batch(3, 9, cfg.vocab_size, 2);
     TrainPasses p{2, 2, 0.3};
-    GradModel<double> md(cfg, plan, p, 2);
-    GradModel<float> mf(cfg, plan, p, 2);
+    GradModel<double> md(cfg, plan, p, 1);
+    GradModel<float> mf(cfg, plan, p, 1);
     ModelWeights<double> gd;
     ModelWeights<float> gf;
     const auto rd = md.loss_and_grad(wd, batch.data(), 3, 9, gd);
@@ -399,6 +399,48 @@ TEST(TrainGrad, SameBitsForAnyThreadCount) {
     auto p3 = parameters(g3);
     for (std::size_t i = 0; i < p1.size(); ++i) {
       EXPECT_TRUE(*p1[i].data == *p3[i].data) << p1[i].name;
+    }
+  }
+}
+
+// A batch is the mean of its rows: B rows at once (row tiles of 128 cross the rows' boundaries)
+// give the mean loss and the mean gradient of B one-row runs.
+TEST(TrainGrad, BatchIsTheMeanOfItsRows) {
+  ModelConfig cfg = grad_config(4, 8, 2);
+  cfg.max_position_embeddings = 128;
+  for (const char* spec : {"0s_1_1s_3", "lckv:2"}) {
+    SCOPED_TRACE(spec);
+    const KvPlan plan = KvPlan::parse(spec, cfg.num_hidden_layers);
+    const auto w = init_random<double>(cfg, plan, 5);
+    const int B = 3, T = 50;
+    const auto batch = make_batch(B, T, cfg.vocab_size, 4);
+    const TrainPasses passes{1, 2, 0.4};
+    GradModel<double> all(cfg, plan, passes, 1), one(cfg, plan, passes, 1);
+    ModelWeights<double> g, gb;
+    const LossReport r = all.loss_and_grad(w, batch.data(), B, T, g);
+    double loss = 0, kv = 0;
+    std::vector<std::vector<double>> mean;
+    for (int b = 0; b < B; ++b) {
+      const LossReport rb = one.loss_and_grad(w, batch.data() + b * (T + 1), 1, T, gb);
+      loss += rb.loss / B;
+      kv += rb.kv_loss / B;
+      auto pb = parameters(gb);
+      mean.resize(pb.size());
+      for (std::size_t i = 0; i < pb.size(); ++i) {
+        mean[i].resize(pb[i].data->size(), 0.0);
+        for (std::size_t j = 0; j < mean[i].size(); ++j) mean[i][j] += (*pb[i].data)[j] / B;
+      }
+    }
+    EXPECT_NEAR(r.loss, loss, 1e-12 * loss);
+    EXPECT_NEAR(r.kv_loss, kv, 1e-12 * kv);
+    auto pg = parameters(g);
+    for (std::size_t i = 0; i < pg.size(); ++i) {
+      double scale = 0, err = 0;
+      for (std::size_t j = 0; j < mean[i].size(); ++j) {
+        scale = std::max(scale, std::abs(mean[i][j]));
+        err = std::max(err, std::abs(mean[i][j] - (*pg[i].data)[j]));
+      }
+      EXPECT_LE(err, 1e-11 * scale) << pg[i].name;
     }
   }
 }
