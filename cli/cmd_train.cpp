@@ -21,9 +21,10 @@ struct TrainArgs {
   TrainSetup setup;
   std::string precision, tokenizer;
   long long seed = 1;
-  double kv_loss = 0;
+  double kv_loss = 0, recall = 0;
   CLI::Option* seed_opt = nullptr;
   CLI::Option* kv_loss_opt = nullptr;
+  CLI::Option* recall_opt = nullptr;
 };
 
 std::string duration(double s) {
@@ -55,6 +56,7 @@ void run_train(TrainArgs& a) {
     s.seed = static_cast<std::uint64_t>(a.seed);
   }
   if (a.kv_loss_opt->count() > 0) s.kv_loss = a.kv_loss;
+  if (a.recall_opt->count() > 0) s.recall_fraction = a.recall;
   s.tokenizer = a.tokenizer;
 #ifdef KVLAB_MODELS_DIR
   if (s.tokenizer.empty() && s.resume.empty()) {
@@ -139,6 +141,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--resume", s.resume,
                   "Continue the run in this directory from its last checkpoint");
   cmd->add_option("--text-file", s.text_file, "Train on this UTF-8 text instead of the fortunes");
+  a->recall_opt =
+      cmd->add_option("--recall-fraction", a->recall,
+                      "Share of training rows that are recall examples (default: the preset's)");
   cmd->add_option("--tokenizer", a->tokenizer,
                   "byte, or a Hugging Face tokenizer.json (default: models/tokenizer.json)");
   cmd->add_option("--train-passes", s.train_passes, "LCKV training passes m,b (default 7,2)");

@@ -45,6 +45,7 @@ struct RunSpec {
   std::int64_t steps = 0;
   int val_every = 0, checkpoint_every = 0;
   std::string text_file;  // "" : fortunes
+  double recall_fraction = 0;
   std::string tokenizer;  // "byte" | "tokenizer.json"
 };
 
@@ -62,6 +63,7 @@ json spec_json(const RunSpec& r) {
           {"val_every", r.val_every},
           {"checkpoint_every", r.checkpoint_every},
           {"text_file", r.text_file},
+          {"recall_fraction", r.recall_fraction},
           {"tokenizer", r.tokenizer}};
 }
 
@@ -624,6 +626,7 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
       spec.val_every = run.at("val_every");
       spec.checkpoint_every = run.at("checkpoint_every");
       spec.text_file = run.at("text_file");
+      spec.recall_fraction = run.at("recall_fraction");
       spec.tokenizer = run.at("tokenizer");
       (void)state.at("step"), (void)state.at("sampler"), (void)state.at("log_bytes");
     } catch (const json::exception& e) {
@@ -675,6 +678,10 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
       check_same(d, "--tokens", spec.steps, steps, std::to_string(spec.steps * per),
                  std::to_string(setup.tokens));
     }
+    if (setup.recall_fraction) {
+      check_same(d, "--recall-fraction", spec.recall_fraction, *setup.recall_fraction,
+                 fmt(spec.recall_fraction), fmt(*setup.recall_fraction));
+    }
     if (!setup.text_file.empty())
       check_same(d, "--text-file", spec.text_file, fs::absolute(setup.text_file).string(),
                  spec.text_file.empty() ? "(fortunes)" : spec.text_file, setup.text_file);
@@ -723,6 +730,7 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
                                     : preset.steps;
     spec.val_every = setup.val_every > 0 ? setup.val_every : preset.val_every;
     spec.checkpoint_every = setup.checkpoint_every > 0 ? setup.checkpoint_every : spec.val_every;
+    spec.recall_fraction = setup.recall_fraction.value_or(preset.recall_fraction);
     spec.text_file = setup.text_file.empty() ? "" : fs::absolute(setup.text_file).string();
     tok = open_tokenizer(setup.tokenizer, "--tokenizer");
     spec.tokenizer = tok.kind;
@@ -738,7 +746,7 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
   rt::CorpusOptions co;
   co.text_file = spec.text_file;
   co.seed = spec.seed;
-  co.recall_fraction = preset.recall_fraction;
+  co.recall_fraction = spec.recall_fraction;
   co.validate();
   const rt::Corpus corpus = rt::build_corpus(co, *tok.tokenizer, preset.seq_len);
   if (!resume_dir.empty()) {

@@ -17,24 +17,25 @@ namespace kvlab {
 // What to train. Fields left at their "unset" value take the preset's default in a new run and
 // the checkpoint's value when resuming; a value given on resume must equal the checkpoint's.
 struct TrainSetup {
-  std::string preset;                  // tiny | small (micro: tests); unset ""
-  std::string plan;                    // a plan generator or text form for the preset's L
-  int kv_heads = 0;                    // 0: the preset's H (MHA); must divide H
-  std::int64_t steps = 0;              // 0: the preset's (or from tokens)
-  std::int64_t tokens = 0;             // instead of steps: ceil(tokens / (B*T)) steps
-  double lr = 0;                       // peak learning rate; 0: the preset's
-  std::optional<std::uint64_t> seed;   // init, corpus split, batches; unset: 1
-  int threads = 1;                     // [1, 256]; may differ on resume
-  std::optional<Precision> precision;  // unset: f32
-  std::string train_passes;            // "m,b" (LCKV, techniques.md §4); "": 7,2
-  std::optional<double> kv_loss;       // λ of the KV loss; unset: 0 (off)
-  int val_every = 0;                   // steps between validations; 0: the preset's
-  int checkpoint_every = 0;            // steps between OUT/last writes; 0: val_every
-  std::string text_file;               // "" : the Debian fortunes
-  std::string tokenizer;               // "byte" or a tokenizer.json; "" on resume: the checkpoint's
-  std::string resume;                  // a run's directory (its last/) or a checkpoint; "" : new
-  std::string out;                     // the run's directory (required)
-  std::int64_t stop_at = 0;            // tests: stop after this step (checkpoint written); 0: off
+  std::string preset;                     // tiny | small (micro: tests); unset ""
+  std::string plan;                       // a plan generator or text form for the preset's L
+  int kv_heads = 0;                       // 0: the preset's H (MHA); must divide H
+  std::int64_t steps = 0;                 // 0: the preset's (or from tokens)
+  std::int64_t tokens = 0;                // instead of steps: ceil(tokens / (B*T)) steps
+  double lr = 0;                          // peak learning rate; 0: the preset's
+  std::optional<std::uint64_t> seed;      // init, corpus split, batches; unset: 1
+  int threads = 1;                        // [1, 256]; may differ on resume
+  std::optional<Precision> precision;     // unset: f32
+  std::string train_passes;               // "m,b" (LCKV, techniques.md §4); "": 7,2
+  std::optional<double> kv_loss;          // λ of the KV loss; unset: 0 (off)
+  int val_every = 0;                      // steps between validations; 0: the preset's
+  int checkpoint_every = 0;               // steps between OUT/last writes; 0: val_every
+  std::string text_file;                  // "" : the Debian fortunes
+  std::optional<double> recall_fraction;  // share of recall rows (corpus.hpp); unset: the preset's
+  std::string tokenizer;     // "byte" or a tokenizer.json; "" on resume: the checkpoint's
+  std::string resume;        // a run's directory (its last/) or a checkpoint; "" : new
+  std::string out;           // the run's directory (required)
+  std::int64_t stop_at = 0;  // tests: stop after this step (checkpoint written); 0: off
 };
 
 struct TrainProgress {
