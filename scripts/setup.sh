@@ -13,6 +13,7 @@ packages=(
   python3 python3-dev python3-venv python3-numpy python3-torch python3-sklearn python3-matplotlib
   jupyter-notebook python3-nbconvert python3-ipykernel
   xvfb xauth clang libclang-rt-14-dev
+  fortunes fortunes-min
 )
 
 missing=()

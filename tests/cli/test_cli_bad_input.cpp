@@ -154,6 +154,26 @@ const Row kRows[] = {
     {"sweep --model {D}/s --task mqar --length 40 --n 1 --budgets 0.5 --out {D}/nodir/sw.csv",
      "--out = {D}/nodir/sw.csv is invalid: its directory {D}/nodir does not exist",
      "{D}/nodir/sw.csv"},
+    // grad
+    {"grad --model {D}/s --tokens 1,2,3", "--out = (none) is invalid", ""},
+    {"grad --model {D}/s --tokens 1,2,300 --out {D}/g.safetensors",
+     "--tokens = 300 is invalid: token ids must be in [0, 300)", "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 7 --out {D}/g.safetensors",
+     "--tokens = 1 tokens is invalid: the loss needs at least 2", "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --train-passes 3 --out {D}/g.safetensors",
+     "--train-passes = 3 is invalid: give m,b", "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --train-passes 0,0 --out {D}/g.safetensors",
+     "--train-passes = 0,0 is invalid: b (passes with gradient) must be >= 1", "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --train-passes -1,2 --out {D}/g.safetensors",
+     "--train-passes = -1,2 is invalid: m (passes without gradient) must be >= 0",
+     "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --kv-loss -0.5 --out {D}/g.safetensors",
+     "--kv-loss = -0.5 is invalid: must be a finite number >= 0", "{D}/g.safetensors"},
+    {"grad --model {D}/c --tokens 1,2,3 --plan standard --out {D}/g.safetensors",
+     "--plan = 0_1_2_3 is invalid: layer 1 would be a KV layer but the checkpoint has no W_K/W_V",
+     "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --out {D}/nodir/g.safetensors",
+     "{D}/nodir/g.safetensors is invalid", "{D}/nodir/g.safetensors"},
     // convert
     {"convert --model {D}/s --to onnx -o {D}/conv", "--to = onnx is invalid", "{D}/conv"},
     {"convert --model {D}/trunc --to hf -o {D}/conv", "is the file truncated?", "{D}/conv"},
@@ -163,6 +183,59 @@ const Row kRows[] = {
      "-o = {D}/nodir/conv is invalid: its directory {D}/nodir does not exist", "{D}/nodir/conv"},
     {"convert --model {D}/s --to hf -o {D}/text.txt/conv", "-o = {D}/text.txt/conv is invalid",
      "{D}/text.txt/conv"},
+    // train ({D}/trained: a 1-step micro run on {D}/para.txt; {D}/hi.txt: one short line)
+    {"train --preset huge --plan standard --tokenizer byte -o {D}/tr",
+     "--preset = huge is invalid: must be one of tiny, small", "{D}/tr"},
+    {"train --preset micro --plan 0_0_1 --tokenizer byte --text-file {D}/para.txt -o {D}/tr",
+     "--plan = 0_0_1 is invalid: does not fit preset micro (2 layers)", "{D}/tr"},
+    {"train --preset micro --plan standard --steps 3 --tokens 100 --tokenizer byte --text-file "
+     "{D}/para.txt -o {D}/tr",
+     "--steps/--tokens = (both) is invalid", "{D}/tr"},
+    {"train --preset micro --plan standard --tokenizer byte --text-file {D}/hi.txt -o {D}/tr",
+     "has 11 tokens, fewer than one row of seq_len + 1 = 17", "{D}/tr"},
+    {"train --preset micro --plan standard --tokenizer byte --text-file {D}/none.txt -o {D}/tr",
+     "--text-file = {D}/none.txt is invalid", "{D}/tr"},
+    {"train --preset micro --plan standard --kv-heads 3 --tokenizer byte --text-file "
+     "{D}/para.txt -o {D}/tr",
+     "--kv-heads = 3 is invalid: must divide the preset's num_attention_heads = 2", "{D}/tr"},
+    {"train --preset micro --plan standard --train-passes 7 --tokenizer byte --text-file "
+     "{D}/para.txt -o {D}/tr",
+     "--train-passes = 7 is invalid", "{D}/tr"},
+    {"train --preset micro --plan standard --precision f16 --tokenizer byte -o {D}/tr",
+     "--precision = f16 is invalid", "{D}/tr"},
+    {"train --preset micro --plan standard --tokenizer {D}/tok.bin --text-file {D}/para.txt -o "
+     "{D}/tr",
+     "--tokenizer = {D}/tok.bin is invalid: must be byte or a Hugging Face tokenizer.json",
+     "{D}/tr"},
+    {"train --preset micro --plan standard --tokenizer byte --text-file {D}/para.txt -o "
+     "{D}/trained",
+     "-o = {D}/trained is invalid: already holds a training run", ""},
+    {"train --resume {D}/trained --plan cla:2 -o {D}/trained",
+     "--resume = {D}/trained is invalid: was trained with --plan standard (0_1), not cla:2 (0_0)",
+     ""},
+    {"train --resume {D}/trained --preset tiny -o {D}/trained",
+     "was trained with --preset micro, not tiny", ""},
+    {"train --resume {D}/trained --precision f64 -o {D}/trained",
+     "was trained with --precision f32, not f64", ""},
+    {"train --resume {D}/s -o {D}/tr", "--resume = {D}/s is invalid: holds no training checkpoint",
+     "{D}/tr"},
+    // corpus
+    {"corpus --fortunes-dir {D}/nodir", "--fortunes-dir = {D}/nodir is invalid: is not a directory",
+     ""},
+    {"corpus --text-file {D}/nope.txt", "--text-file = {D}/nope.txt is invalid", ""},
+    {"corpus --text-file {D}/art.txt", "--text-file = {D}/art.txt is invalid: has no usable text",
+     ""},
+    {"corpus --text-file {D}/text.txt --val-fraction 0", "--val-fraction = 0 is invalid", ""},
+    {"corpus --text-file {D}/text.txt --recall-fraction 1", "--recall-fraction = 1 is invalid", ""},
+    {"corpus --text-file {D}/text.txt --seq-len 0", "--seq-len = 0 is invalid", ""},
+    {"corpus --text-file {D}/text.txt --seq-len 1000",
+     "--seq-len = 1000 is invalid: the training text of {D}/text.txt has", ""},
+    {"corpus --text-file {D}/text.txt --seq-len 40 --recall-fraction 0.5",
+     "--seq-len = 40 is invalid: too short for a passkey example", ""},
+    {"corpus --text-file {D}/text.txt --tokenizer {D}/nope.json", "--tokenizer = {D}/nope.json",
+     ""},
+    {"corpus --text-file {D}/text.txt --dump-text {D}/nodir/t.txt",
+     "--dump-text = {D}/nodir/t.txt is invalid", "{D}/nodir/t.txt"},
 };
 
 std::string subst(std::string s, const std::string& dir) {
@@ -197,6 +270,10 @@ class BadInput : public ::testing::Test {
     const RunResult r =
         run_kvlab("init --config " + (dir_ / "cfg.json").string() + " --seed 1 -o " + s.string());
     ASSERT_EQ(r.status, 0) << r.output;
+    // A CLA checkpoint: layers 1 and 3 have no W_K, W_V.
+    const RunResult rc = run_kvlab("init --config " + (dir_ / "cfg.json").string() +
+                                   " --seed 1 --plan cla:2 -o " + (dir_ / "c").string());
+    ASSERT_EQ(rc.status, 0) << rc.output;
     const std::string weights = read_file(s / "model.safetensors");
     // A safetensors file cut in half.
     copy_checkpoint(s, dir_ / "trunc");
@@ -231,6 +308,23 @@ class BadInput : public ::testing::Test {
     std::string text;
     for (int i = 0; i < 20; ++i) text += "Once upon a time there was a robot. ";
     std::ofstream(dir_ / "text.txt") << text;
+    // Paragraphs for `train` (a 1-step run in {D}/trained), and a text too short for one row.
+    {
+      std::ofstream para(dir_ / "para.txt");
+      const char* words[] = {"the", "robot", "read", "a", "book", "about", "stars", "and", "sea"};
+      for (int p = 0; p < 100; ++p) {
+        for (int i = 0; i < 8 + p % 11; ++i) para << (i ? " " : "") << words[(p * 7 + i * 3) % 9];
+        para << ".\n\n";
+      }
+    }
+    std::ofstream(dir_ / "hi.txt") << "Hi there.\n";
+    const RunResult t = run_kvlab(
+        "train --preset micro --plan standard --tokenizer byte --steps 1 "
+        "--text-file " +
+        (dir_ / "para.txt").string() + " -o " + (dir_ / "trained").string());
+    ASSERT_EQ(t.status, 0) << t.output;
+    // A text file that is only a picture: no usable document (kvlab corpus).
+    std::ofstream(dir_ / "art.txt") << "  /\\_/\\\n ( o.o )\n  > ^ <\n\n#####\n";
   }
   void TearDown() override {
     if (!HasFailure()) fs::remove_all(dir_);

@@ -1,0 +1,172 @@
+#include "reference/train/presets.hpp"
+
+#include <cmath>
+
+#include "core/error.hpp"
+#include "reference/rng.hpp"
+
+namespace kvlab::ref::train {
+namespace {
+
+ModelConfig shape(int L, int C, int H, int D, int F, int T) {
+  ModelConfig c;
+  c.num_hidden_layers = L;
+  c.hidden_size = C;
+  c.num_attention_heads = H;
+  c.num_key_value_heads = H;
+  c.head_dim = D;
+  c.intermediate_size = F;
+  c.max_position_embeddings = T;
+  c.tie_word_embeddings = true;
+  c.rope_theta = 10000.0;
+  c.rms_norm_eps = 1e-5;
+  return c;
+}
+
+// N(0, 1) draws by Box-Muller over SplitMix64 bits (reference/rng.hpp): the same everywhere.
+class Gaussian {
+ public:
+  explicit Gaussian(std::uint64_t seed) : rng_(seed) {}
+  double next() {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
+    const double u1 = 1.0 - rng_.unit();  // (0, 1]
+    const double u2 = rng_.unit();
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    spare_ = r * std::sin(2.0 * M_PI * u2);
+    has_spare_ = true;
+    return r * std::cos(2.0 * M_PI * u2);
+  }
+
+ private:
+  Rng rng_;
+  double spare_ = 0;
+  bool has_spare_ = false;
+};
+
+template <typename S>
+Buffer<S> gaussian(Gaussian& g, std::int64_t count, double stddev) {
+  Buffer<S> v(count);
+  for (auto& x : v) x = static_cast<S>(g.next() * stddev);
+  return v;
+}
+
+}  // namespace
+
+const std::vector<TrainPreset>& train_presets() {
+  static const std::vector<TrainPreset> presets = [] {
+    std::vector<TrainPreset> p;
+    TrainPreset tiny;
+    tiny.name = "tiny";
+    tiny.description = "L=6 C=128 H=4 D=32 F=384 T=128 B=16: minutes on 2 cores";
+    tiny.shape = shape(6, 128, 4, 32, 384, 128);
+    tiny.batch = 16;
+    tiny.seq_len = 128;
+    tiny.lr = 2e-3;
+    tiny.steps = 300;
+    tiny.warmup = 30;
+    tiny.val_every = 50;
+    tiny.val_rows = 64;
+    p.push_back(tiny);
+    TrainPreset small;
+    small.name = "small";
+    small.description = "L=8 C=256 H=8 D=32 F=704 T=256 B=16: about an hour on 2 cores";
+    small.shape = shape(8, 256, 8, 32, 704, 256);
+    small.batch = 16;
+    small.seq_len = 256;
+    small.lr = 1e-3;
+    small.steps = 600;
+    small.warmup = 60;
+    small.val_every = 100;
+    small.val_rows = 64;
+    p.push_back(small);
+    TrainPreset micro;
+    micro.name = "micro";
+    micro.description = "L=2 C=32 H=2 D=16 F=64 T=16 B=4: tests";
+    micro.hidden = true;
+    micro.shape = shape(2, 32, 2, 16, 64, 16);
+    micro.batch = 4;
+    micro.seq_len = 16;
+    micro.lr = 3e-3;
+    micro.steps = 20;
+    micro.warmup = 2;
+    micro.val_every = 5;
+    micro.val_rows = 8;
+    micro.recall_fraction = 0;  // rows of 17 tokens hold no passkey example
+    p.push_back(micro);
+    return p;
+  }();
+  return presets;
+}
+
+const TrainPreset& find_train_preset(const std::string& name) {
+  for (const auto& p : train_presets()) {
+    if (p.name == name) return p;
+  }
+  std::string known;
+  for (const auto& p : train_presets()) {
+    if (!p.hidden) known += (known.empty() ? "" : ", ") + p.name;
+  }
+  fail("--preset", name.empty() ? "(none)" : name, "must be one of " + known);
+}
+
+ModelConfig train_config(const TrainPreset& preset, int vocab, int kv_heads) {
+  ModelConfig c = preset.shape;
+  c.vocab_size = vocab;
+  if (kv_heads != 0) {
+    if (kv_heads < 0 || c.num_attention_heads % kv_heads != 0) {
+      fail("--kv-heads", std::to_string(kv_heads),
+           "must divide the preset's num_attention_heads = " +
+               std::to_string(c.num_attention_heads) + " (1: MQA)");
+    }
+    c.num_key_value_heads = kv_heads;
+  }
+  c.validate();
+  return c;
+}
+
+template <typename S>
+ModelWeights<S> init_for_training(const ModelConfig& c, const KvPlan& plan, std::uint64_t seed) {
+  c.validate();
+  if (plan.layers() != c.num_hidden_layers) {
+    fail("--plan", plan.to_string(),
+         "has " + std::to_string(plan.layers()) + " layers; the model has " +
+             std::to_string(c.num_hidden_layers));
+  }
+  const std::int64_t C = c.hidden_size, V = c.vocab_size, F = c.intermediate_size;
+  const std::int64_t Q = static_cast<std::int64_t>(c.num_attention_heads) * c.head_dim;
+  const std::int64_t KV = static_cast<std::int64_t>(c.num_key_value_heads) * c.head_dim;
+  const double std0 = 0.02, residual = 0.02 / std::sqrt(2.0 * c.num_hidden_layers);
+  Gaussian g(seed);
+  ModelWeights<S> w;
+  w.config = c;
+  w.plan = plan;
+  w.embed = gaussian<S>(g, V * C, std0);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    LayerWeights<S> L;
+    L.attn_norm.assign(C, S(1));
+    L.wq = gaussian<S>(g, Q * C, std0);
+    if (plan.is_kv_layer(l)) {
+      L.wk = gaussian<S>(g, KV * C, std0);
+      L.wv = gaussian<S>(g, KV * C, std0);
+    }
+    L.wo = gaussian<S>(g, C * Q, residual);
+    L.ffn_norm.assign(C, S(1));
+    L.w1 = gaussian<S>(g, F * C, std0);
+    L.w3 = gaussian<S>(g, F * C, std0);
+    L.w2 = gaussian<S>(g, C * F, residual);
+    w.layers.push_back(std::move(L));
+  }
+  w.final_norm.assign(C, S(1));
+  if (!c.tie_word_embeddings) w.classifier = gaussian<S>(g, V * C, std0);
+  return w;
+}
+
+template ModelWeights<float> init_for_training<float>(const ModelConfig&, const KvPlan&,
+                                                      std::uint64_t);
+template ModelWeights<double> init_for_training<double>(const ModelConfig&, const KvPlan&,
+                                                        std::uint64_t);
+
+}  // namespace kvlab::ref::train
