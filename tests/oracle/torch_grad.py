@@ -10,6 +10,7 @@ the gradients.
         [--plan TEXTFORM] [--train-passes m,b] [--kv-loss LAMBDA] [--force-nodiag]
         [--logits-out LOGITS.npy]
     python3 tests/oracle/torch_grad.py --selfcheck      # torch.autograd.gradcheck on tiny models
+    python3 tests/oracle/torch_grad.py --batch RUNS.json  # a JSON list of argument lists
 
 One sequence of n tokens: inputs tokens[0..n-2], targets tokens[1..n-1]; loss = mean next-token
 cross-entropy over the n-1 predictions (nats). With --kv-loss LAMBDA > 0 the differentiated
@@ -452,8 +453,17 @@ def main(argv):
     ap.add_argument("--out")
     ap.add_argument("--logits-out")
     ap.add_argument("--selfcheck", action="store_true")
+    ap.add_argument("--batch", help="a JSON list of argument lists, run in this one process")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if a.batch:
+        with open(a.batch) as f:
+            runs = json.load(f)
+        for run in runs:
+            rc = main(run)
+            if rc:
+                return rc
+        return 0
     if a.selfcheck:
         return 0 if selfcheck() else 1
     if not (a.model and a.tokens and a.out):
@@ -465,6 +475,9 @@ def main(argv):
     if len(tokens) < 2:
         raise GradOracleError("--tokens: need at least 2 tokens (one prediction)")
     model = load_model(a.model, a.plan)
+    vocab = model.cfg["vocab_size"]
+    if any(not 0 <= t < vocab for t in tokens):
+        raise GradOracleError(f"--tokens: every id must be in [0, {vocab})")
     loss, kv_loss, grads, logits = gradients(model, tokens, m, b, a.kv_loss, a.force_nodiag)
     total = loss + a.kv_loss * kv_loss
     save_safetensors(a.out, grads, {"loss": repr(loss), "kv_loss": repr(kv_loss),
