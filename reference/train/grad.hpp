@@ -18,24 +18,25 @@ namespace kvlab::ref::train {
 // The LCKV training schedule (techniques.md §4). Plans without upward edges ignore m and b and
 // train in one ordinary pass.
 struct TrainPasses {
-  int m = 7;                   // passes without gradient (their target K/V are constants)
-  int b = 2;                   // passes with gradient, the loss taken on the last; b >= 1
-  double kv_loss_weight = 0;   // λ of the optional KV loss; 0: off
-  void validate() const;       // throws kvlab::Error naming --train-passes / --kv-loss
+  int m = 7;                  // passes without gradient (their target K/V are constants)
+  int b = 2;                  // passes with gradient, the loss taken on the last; b >= 1
+  double kv_loss_weight = 0;  // λ of the optional KV loss; 0: off
+  void validate() const;      // throws kvlab::Error naming --train-passes / --kv-loss
 };
 
 struct LossReport {
-  double loss = 0;     // mean next-token cross-entropy (nats) over the B*T predictions
-  double kv_loss = 0;  // mean squared difference of the KV loss (before λ); 0 when off
-  double total() const;  // loss + λ kv_loss: what the gradient is of
+  double loss = 0;            // mean next-token cross-entropy (nats) over the B*T predictions
+  double kv_loss = 0;         // mean squared difference of the KV loss (before λ); 0 when off
+  double kv_loss_weight = 0;  // λ it was computed with (TrainPasses::kv_loss_weight)
+  double total() const;       // loss + λ kv_loss: what the gradient is of
 };
 
 // One named parameter of a ModelWeights, in tensor_specs() order (Hugging Face names).
 template <typename S>
 struct ParamRef {
-  std::string name;       // e.g. "model.layers.3.self_attn.q_proj.weight"
-  Buffer<S>* data;        // the array inside the ModelWeights
-  bool matrix;            // 2-D (weight decay applies); norms are not
+  std::string name;  // e.g. "model.layers.3.self_attn.q_proj.weight"
+  Buffer<S>* data;   // the array inside the ModelWeights
+  bool matrix;       // 2-D (weight decay applies); norms are not
 };
 template <typename S>
 std::vector<ParamRef<S>> parameters(ModelWeights<S>& w);
@@ -61,6 +62,11 @@ class GradModel {
                            ModelWeights<S>& grads);
   // The same loss without gradients (validation).
   LossReport loss(const ModelWeights<S>& w, const int* batch, int B, int T);
+
+  // Tests: while frozen, the passes without gradient are skipped and the constant K/V they left
+  // in the last call are reused, so finite differences of loss() see the K/V entering the first
+  // gradient pass as the constants the gradient treats them as (same batch shape only).
+  void freeze_constants(bool frozen);
 
  private:
   struct Impl;
