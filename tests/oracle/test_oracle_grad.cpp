@@ -7,8 +7,11 @@
 // Failures name the tensor, the worst element's index and both values. Every parameter of the
 // checkpoint must have a gradient under its Hugging Face name. The oracle itself is checked too:
 // its final-pass logits against `kvlab forward` (an inference prefill with the same number of
-// passes), and torch.autograd.gradcheck (`--selfcheck`). All cases of a test go to one oracle
-// process (torch is imported once). Never skips: a missing python or torch is a failure.
+// passes), and torch.autograd.gradcheck (`--selfcheck`). The library the CLI calls
+// (ref::train::GradModel) is also run directly on a batch of sequences, which the CLI does not
+// take: the loss and gradients must be the mean of the oracle's per sequence. All cases of a test
+// go to one oracle process (torch is imported once). Never skips: a missing python or torch is a
+// failure.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -28,6 +31,8 @@
 
 #include "core/formats/npy.hpp"
 #include "core/formats/safetensors.hpp"
+#include "reference/checkpoint.hpp"
+#include "reference/train/grad.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;
@@ -335,4 +340,61 @@ TEST(OracleGrad, OracleSelfCheck) {
   const std::string cmd = std::string(KVLAB_PYTHON) +
                           " " KVLAB_SOURCE_DIR "/tests/oracle/torch_grad.py --selfcheck 2>&1";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+// GradModel (linked directly) on a batch of B sequences with 2 threads: the loss, the KV loss and
+// every gradient are the mean of the oracle's for each sequence (equal lengths), to 1e-9.
+TEST(OracleGrad, GradModelBatchIsTheMeanOfTheSequences) {
+  const Case c{"batch", kDeep, "sandwich-top:3", 13, "1,2", 1.5};
+  const fs::path dir = make_model(c);
+  const int B = 3, n = c.tokens;
+  std::vector<int> batch;
+  std::vector<std::vector<std::string>> runs;
+  for (int r = 0; r < B; ++r) {
+    const std::string tokens = token_list(n, 7 * r + 1);
+    std::stringstream ss(tokens);
+    for (std::string t; std::getline(ss, t, ',');) batch.push_back(std::stoi(t));
+    runs.push_back({"--model", dir.string(), "--tokens", tokens, "--train-passes", "1,2",
+                    "--kv-loss", "1.5", "--out",
+                    (dir / ("torch_" + std::to_string(r) + ".safetensors")).string()});
+  }
+  const auto w = kvlab::ref::load_checkpoint<double>(dir.string());
+  kvlab::ref::train::TrainPasses passes;
+  passes.m = 1;
+  passes.b = 2;
+  passes.kv_loss_weight = 1.5;
+  kvlab::ref::train::GradModel<double> model(w.config, w.plan, passes, 2);
+  auto grads = kvlab::ref::train::zeros_like(w);
+  const auto report = model.loss_and_grad(w, batch.data(), B, n - 1, grads);
+  if (!run_oracle(runs, "batch")) return;
+  std::vector<kvlab::SafetensorsFile> oracle;
+  double loss = 0, kv_loss = 0;
+  for (int r = 0; r < B; ++r) {
+    oracle.push_back(
+        kvlab::open_safetensors((dir / ("torch_" + std::to_string(r) + ".safetensors")).string()));
+    loss += meta_double(oracle.back(), "loss") / B;
+    kv_loss += meta_double(oracle.back(), "kv_loss") / B;
+  }
+  EXPECT_LT(std::abs(report.loss - loss) / loss, kLossTolerance) << report.loss << " " << loss;
+  EXPECT_GT(kv_loss, 0);
+  EXPECT_LT(std::abs(report.kv_loss - kv_loss) / kv_loss, kLossTolerance)
+      << report.kv_loss << " " << kv_loss;
+  int compared = 0;
+  for (const auto& p : kvlab::ref::train::parameters(grads)) {
+    ASSERT_TRUE(oracle[0].has(p.name)) << p.name;
+    std::vector<double> mean(p.data->size(), 0.0);
+    for (const auto& f : oracle) {
+      const auto g = f.read_f64(p.name);
+      ASSERT_EQ(g.size(), mean.size()) << p.name;
+      for (size_t i = 0; i < g.size(); ++i) mean[i] += g[i] / B;
+    }
+    double scale = 0, diff = 0;
+    for (size_t i = 0; i < mean.size(); ++i) {
+      scale = std::max(scale, std::abs(mean[i]));
+      diff = std::max(diff, std::abs((*p.data)[i] - mean[i]));
+    }
+    EXPECT_LT(diff / std::max(scale, 1e-300), kGradTolerance) << p.name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, static_cast<int>(oracle[0].names().size()));
 }
