@@ -48,6 +48,7 @@ struct Shape {
   std::string name;
   int layers, kv_heads, window;
   bool tied;
+  bool interleaved;  // the checkpoint declares "rope_pairing": "interleaved" (llama2.c order)
 };
 
 struct Case {
@@ -100,6 +101,14 @@ fs::path make_model(const Case& c) {
   const RunResult r = run_kvlab("init --config " + cfg.string() + " --plan " + c.plan + " --seed " +
                                 std::to_string(c.tokens) + " -o " + dir.string());
   EXPECT_EQ(r.status, 0) << r.output;
+  if (s.interleaved) {
+    // The same random rows read as llama2.c-paired W_Q, W_K: kvlab permutes them on load, and
+    // its gradients must come back in the checkpoint's own row order.
+    nlohmann::json j;
+    std::ifstream(dir / "config.json") >> j;
+    j["kvlab"]["rope_pairing"] = "interleaved";
+    std::ofstream(dir / "config.json") << j.dump(2);
+  }
   return dir;
 }
 
@@ -237,13 +246,14 @@ void check_cases(const std::vector<Case>& cases, const std::string& tag) {
   }
 }
 
-const Shape kMha{"mha", 4, 4, 4096, false};
-const Shape kGqaTied{"gqa", 4, 2, 4096, true};
-const Shape kMqa{"mqa", 5, 1, 4096, false};
-const Shape kCla{"cla", 5, 2, 4096, false};
-const Shape kSliding{"sliding", 5, 2, 4, false};
-const Shape kDeep{"deep", 6, 2, 4096, false};
-const Shape kDeepMqaWindow{"deep_mqa", 6, 1, 3, false};
+const Shape kMha{"mha", 4, 4, 4096, false, false};
+const Shape kGqaTied{"gqa", 4, 2, 4096, true, false};
+const Shape kMqa{"mqa", 5, 1, 4096, false, false};
+const Shape kCla{"cla", 5, 2, 4096, false, false};
+const Shape kSliding{"sliding", 5, 2, 4, false, false};
+const Shape kDeep{"deep", 6, 2, 4096, false, false};
+const Shape kDeepMqaWindow{"deep_mqa", 6, 1, 3, false, false};
+const Shape kInterleaved{"interleaved", 5, 2, 4096, false, true};
 
 }  // namespace
 
@@ -270,6 +280,13 @@ TEST(OracleGrad, LckvTrainingPasses) {
               "lckv");
 }
 
+TEST(OracleGrad, InterleavedRopeCheckpoint) {
+  // W_Q, W_K gradients in the file's row order (the oracle rotates pairs (2i, 2i+1) directly).
+  check_cases({{"interleaved_cla2", kInterleaved, "cla:2", 15, ""},
+               {"interleaved_lckv", kInterleaved, "lckv:2", 13, "3,2"}},
+              "interleaved");
+}
+
 TEST(OracleGrad, PostHocPlanOnStandardCheckpoint) {
   // --plan cla:2 on a standard checkpoint: readers use their targets' W_K, W_V; the unused
   // W_K, W_V of the readers get no (or a zero) gradient.
@@ -284,7 +301,8 @@ TEST(OracleGrad, OracleForwardEqualsKvlabForward) {
       {{"fwd_gqa", kGqaTied, "standard", 13, "0,1"}, 1},
       {{"fwd_sliding", kSliding, "0s_1s_1s_3_3s", 19, "0,1"}, 1},
       {{"fwd_lckv_5", kCla, "lckv:2", 17, "4,1"}, 5},
-      {{"fwd_sandwich_t", kDeep, "sandwich-middle:3", 11, "7,3"}, 10}};
+      {{"fwd_sandwich_t", kDeep, "sandwich-middle:3", 11, "7,3"}, 10},
+      {{"fwd_interleaved", kInterleaved, "lckv:2", 15, "2,1"}, 3}};
   std::vector<std::vector<std::string>> runs;
   std::vector<fs::path> dirs;
   std::vector<std::string> token_lists;
