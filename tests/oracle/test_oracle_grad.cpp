@@ -188,6 +188,9 @@ Worst compare_grads(const Case& c, const fs::path& dir, const fs::path& mine,
   for (const auto& n : a.names()) {
     EXPECT_TRUE(b.has(n)) << c.name << ": kvlab grad writes " << n << ", no parameter";
   }
+  for (const char* key : {"loss", "kv_loss", "plan", "passes"}) {
+    EXPECT_EQ(a.metadata().count(key), 1u) << c.name << ": kvlab grad's metadata has no " << key;
+  }
   const double la = meta_double(a, "loss"), lb = meta_double(b, "loss");
   EXPECT_LT(std::abs(la - lb) / std::abs(lb), kLossTolerance)
       << c.name << ": loss kvlab " << la << ", torch " << lb;
