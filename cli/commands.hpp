@@ -18,6 +18,7 @@ void add_squeeze_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
+void add_grad_command(CLI::App& app);
 
 // Every command but `demo` (the demo runs these through a fresh application, as if typed).
 inline void add_work_commands(CLI::App& app) {
@@ -33,6 +34,7 @@ inline void add_work_commands(CLI::App& app) {
   add_eval_command(app);
   add_sweep_command(app);
   add_convert_command(app);
+  add_grad_command(app);
 }
 
 }  // namespace kvlab::cli

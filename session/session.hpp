@@ -25,6 +25,7 @@
 #include "core/tokenizers/tokenizer.hpp"
 #include "reference/engine.hpp"
 #include "reference/squeeze.hpp"
+#include "reference/train/grad.hpp"
 #include "reference/weights.hpp"
 #include "session/bench.hpp"
 #include "session/eval.hpp"
@@ -132,6 +133,21 @@ struct TraceReport {
   double logits_rel_error = -1;          // vs token by token when `exact`; -1: not computed
 };
 
+// LCKV's training schedule from its text form "m,b" (passes without, then with gradient, e.g.
+// "7,2"), with the KV loss weight λ. Throws kvlab::Error naming --train-passes or --kv-loss.
+ref::train::TrainPasses parse_train_passes(const std::string& text, double kv_loss_weight = 0);
+
+// Gradients of one sequence's mean next-token loss (what `kvlab grad` writes), in float64.
+struct GradResult {
+  ref::train::LossReport loss;             // loss, kv_loss (before λ), λ
+  ref::train::TrainPasses passes;          // as asked; plans without upward edges ignore m, b
+  bool iterative = false;                  // the plan has upward edges: m, b took effect
+  std::string plan;                        // text form of the plan the gradients are for
+  int predictions = 0;                     // tokens - 1
+  std::vector<ref::TensorSpec> specs;      // Hugging Face names, shapes: tensor_specs(cfg, plan)
+  std::vector<std::vector<double>> grads;  // one per spec, C order
+};
+
 class Session {
  public:
   // Reads the model (and its tokenizer: --tokenizer when given; else the byte tokenizer for
@@ -189,6 +205,11 @@ class Session {
   EvalResult eval(const EvalSetup& setup);
   // Decode or prefill speed (best of setup.repeat). The session's sequence is overwritten.
   BenchResult bench(const BenchSetup& setup);
+  // d loss / d parameter of the mean next-token loss of `tokens` (inputs all but the last,
+  // targets all but the first) under the session's plan, threads and force_nodiag, always in
+  // float64 (an f32 session's weights are converted, exactly). Only the plan's KV layers get
+  // W_K, W_V gradients. The session's sequence is left as it was.
+  GradResult grad(const std::vector<int>& tokens, const ref::train::TrainPasses& passes);
 
   // ---- telemetry
   // Subscribes an observer to the event kinds `kinds` (core/telemetry.hpp) of every engine this

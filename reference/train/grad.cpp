@@ -21,6 +21,7 @@
 
 #include <Eigen/Core>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "core/error.hpp"
@@ -34,7 +35,9 @@ void TrainPasses::validate() const {
   if (b < 1) fail("--train-passes", text, "b (passes with gradient) must be >= 1");
   if (m > 1024 || b > 1024) fail("--train-passes", text, "m and b must be at most 1024");
   if (!(kv_loss_weight >= 0) || !std::isfinite(kv_loss_weight)) {
-    fail("--kv-loss", std::to_string(kv_loss_weight), "must be a finite number >= 0");
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", kv_loss_weight);
+    fail("--kv-loss", text, "must be a finite number >= 0");
   }
 }
 

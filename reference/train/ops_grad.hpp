@@ -92,7 +92,7 @@ void linear_forward(S* out, const S* x, const S* w, int N, int I, int O, int thr
                     bool accumulate = false) {
   const int tiles = (N + kRowTile - 1) / kRowTile;
   Eigen::Map<const MatR<S>> wm(w, O, I);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && tiles > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && tiles > 1)
   for (int t = 0; t < tiles; ++t) {
     const int n0 = t * kRowTile, rows = std::min(kRowTile, N - n0);
     Eigen::Map<const MatR<S>> xm(x + static_cast<long>(n0) * I, rows, I);
@@ -114,7 +114,7 @@ void linear_backward(S* dx, S* dw, const S* dout, const S* x, const S* w, int N,
   Eigen::Map<const MatR<S>> wm(w, O, I);
   if (dx) {
     const int tiles = (N + kRowTile - 1) / kRowTile;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && tiles > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && tiles > 1)
     for (int t = 0; t < tiles; ++t) {
       const int n0 = t * kRowTile, rows = std::min(kRowTile, N - n0);
       Eigen::Map<const MatR<S>> gm(dout + static_cast<long>(n0) * O, rows, O);
@@ -130,7 +130,7 @@ void linear_backward(S* dx, S* dw, const S* dout, const S* x, const S* w, int N,
     // Tiles of dw's rows: each sums over all N rows in one product (fixed order).
     const int tiles = (O + kWeightTile - 1) / kWeightTile;
     Eigen::Map<const MatR<S>> xm(x, N, I);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && tiles > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && tiles > 1)
     for (int t = 0; t < tiles; ++t) {
       const int o0 = t * kWeightTile, cols = std::min(kWeightTile, O - o0);
       Eigen::Map<const MatR<S>, 0, OStride> gm(dout + o0, N, cols, OStride(O));
@@ -207,7 +207,7 @@ void attention_forward(S* out, S* probs, const S* q, const S* k, const S* v, int
   const int group = H / H_kv;
   const S scale = S(1) / std::sqrt(static_cast<S>(D));
   const S neg_inf = -std::numeric_limits<S>::infinity();
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1)
   for (int bh = 0; bh < B * H; ++bh) {
     const int b = bh / H, h = bh % H, g = h / group;
     const long row0 = static_cast<long>(b) * T;
@@ -247,7 +247,7 @@ void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* probs, cons
                         const S* v, int B, int T, int H, int H_kv, int D, int threads) {
   const int group = H / H_kv;
   const S scale = S(1) / std::sqrt(static_cast<S>(D));
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1)
   for (int bg = 0; bg < B * H_kv; ++bg) {
     const int b = bg / H_kv, g = bg % H_kv;
     const long row0 = static_cast<long>(b) * T;
@@ -304,7 +304,7 @@ template <typename S>
 double cross_entropy(S* logits, const int* targets, int N, int V, bool grad, double scale,
                      int threads) {
   std::vector<double> nll(N);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1)
   for (int n = 0; n < N; ++n) {
     S* row = logits + static_cast<long>(n) * V;
     double mx = -std::numeric_limits<double>::infinity();

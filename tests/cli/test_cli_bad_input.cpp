@@ -154,6 +154,26 @@ const Row kRows[] = {
     {"sweep --model {D}/s --task mqar --length 40 --n 1 --budgets 0.5 --out {D}/nodir/sw.csv",
      "--out = {D}/nodir/sw.csv is invalid: its directory {D}/nodir does not exist",
      "{D}/nodir/sw.csv"},
+    // grad
+    {"grad --model {D}/s --tokens 1,2,3", "--out = (none) is invalid", ""},
+    {"grad --model {D}/s --tokens 1,2,300 --out {D}/g.safetensors",
+     "--tokens = 300 is invalid: token ids must be in [0, 300)", "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 7 --out {D}/g.safetensors",
+     "--tokens = 1 tokens is invalid: the loss needs at least 2", "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --train-passes 3 --out {D}/g.safetensors",
+     "--train-passes = 3 is invalid: give m,b", "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --train-passes 0,0 --out {D}/g.safetensors",
+     "--train-passes = 0,0 is invalid: b (passes with gradient) must be >= 1", "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --train-passes -1,2 --out {D}/g.safetensors",
+     "--train-passes = -1,2 is invalid: m (passes without gradient) must be >= 0",
+     "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --kv-loss -0.5 --out {D}/g.safetensors",
+     "--kv-loss = -0.5 is invalid: must be a finite number >= 0", "{D}/g.safetensors"},
+    {"grad --model {D}/c --tokens 1,2,3 --plan standard --out {D}/g.safetensors",
+     "--plan = 0_1_2_3 is invalid: layer 1 would be a KV layer but the checkpoint has no W_K/W_V",
+     "{D}/g.safetensors"},
+    {"grad --model {D}/s --tokens 1,2,3 --out {D}/nodir/g.safetensors",
+     "{D}/nodir/g.safetensors is invalid", "{D}/nodir/g.safetensors"},
     // convert
     {"convert --model {D}/s --to onnx -o {D}/conv", "--to = onnx is invalid", "{D}/conv"},
     {"convert --model {D}/trunc --to hf -o {D}/conv", "is the file truncated?", "{D}/conv"},
@@ -197,6 +217,10 @@ class BadInput : public ::testing::Test {
     const RunResult r =
         run_kvlab("init --config " + (dir_ / "cfg.json").string() + " --seed 1 -o " + s.string());
     ASSERT_EQ(r.status, 0) << r.output;
+    // A CLA checkpoint: layers 1 and 3 have no W_K, W_V.
+    const RunResult rc = run_kvlab("init --config " + (dir_ / "cfg.json").string() +
+                                   " --seed 1 --plan cla:2 -o " + (dir_ / "c").string());
+    ASSERT_EQ(rc.status, 0) << rc.output;
     const std::string weights = read_file(s / "model.safetensors");
     // A safetensors file cut in half.
     copy_checkpoint(s, dir_ / "trunc");
