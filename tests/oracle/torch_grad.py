@@ -340,6 +340,16 @@ def gradients(model, tokens, m, b, lam, force_nodiag):
     return loss.item(), kv_loss.item(), out, logits.detach().numpy()
 
 
+def interleaved_rows_to_half(w, D):
+    """Rows of a projection (heads*D, C): within each head, row 2i + p moves to p*D/2 + i."""
+    out = np.empty_like(w)
+    for h in range(w.shape[0] // D):
+        for i in range(D // 2):
+            for p in range(2):
+                out[h * D + p * (D // 2) + i] = w[h * D + 2 * i + p]
+    return out
+
+
 def random_params(cfg, plan, seed):
     g = torch.Generator().manual_seed(seed)
     C, V, F = cfg["hidden_size"], cfg["vocab_size"], cfg["intermediate_size"]
@@ -377,6 +387,7 @@ def selfcheck():
     m, b gradient is compared with its gradient."""
     cases = [  # (name, layers, H, H_kv, plan, m, b, lam, force_nodiag, tied, window)
         ("standard", 2, 2, 2, "0_1", 0, 1, 0.0, False, False, 64),
+        ("interleaved-rope", 2, 2, 1, "0_1", 0, 1, 0.0, False, False, 64),
         ("gqa-tied", 2, 4, 2, "0_1", 0, 1, 0.0, False, True, 64),
         ("mqa-cla2", 3, 2, 1, "0_0_2", 0, 1, 0.0, False, False, 64),
         ("sliding", 3, 2, 1, "0s_1s_1", 0, 1, 0.0, False, False, 3),
@@ -394,7 +405,7 @@ def selfcheck():
                "tie_word_embeddings": tied}
         plan = Plan(text, L)
         params = random_params(cfg, plan, seed=len(name))
-        model = Model(cfg, params, plan)
+        model = Model(cfg, params, plan, "interleaved" if "interleaved" in name else "half")
         tokens = [3, 1, 4, 1, 5, 2]
         names = sorted(params)
         mm, bb = (m, b) if plan.cyclic_blocks() else (0, 1)
@@ -452,6 +463,9 @@ def main(argv):
     ap.add_argument("--force-nodiag", action="store_true")
     ap.add_argument("--out")
     ap.add_argument("--logits-out")
+    ap.add_argument("--grad-rows", choices=["file", "half"], default="file",
+                    help="W_Q, W_K gradient rows of an interleaved checkpoint: in the file's order "
+                         "(default) or permuted to Hugging Face's half pairing (kvlab's layout)")
     ap.add_argument("--selfcheck", action="store_true")
     ap.add_argument("--batch", help="a JSON list of argument lists, run in this one process")
     a = ap.parse_args(argv)
@@ -480,6 +494,10 @@ def main(argv):
         raise GradOracleError(f"--tokens: every id must be in [0, {vocab})")
     loss, kv_loss, grads, logits = gradients(model, tokens, m, b, a.kv_loss, a.force_nodiag)
     total = loss + a.kv_loss * kv_loss
+    if a.grad_rows == "half" and model.pairing == "interleaved":
+        for name in grads:
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                grads[name] = interleaved_rows_to_half(grads[name], model.D)
     save_safetensors(a.out, grads, {"loss": repr(loss), "kv_loss": repr(kv_loss),
                                     "total": repr(total), "plan": model.plan.text,
                                     "passes": f"{m},{b}"})
