@@ -272,7 +272,9 @@ TEST(OracleGrad, DenseAndSharedPlans) {
                {"mqa", kMqa, "standard", 11, ""},
                {"cla2", kCla, "cla:2", 15, ""},
                // window 4 < 19 tokens: sliding banks, a shared sliding bank, a full one on top
-               {"sliding", kSliding, "0s_1s_1s_3_3s", 19, ""}},
+               {"sliding", kSliding, "0s_1s_1s_3_3s", 19, ""},
+               // every first token attends to nothing
+               {"standard_nodiag", kGqaTied, "standard", 12, "", 0, true}},
               "dense");
 }
 
@@ -284,6 +286,9 @@ TEST(OracleGrad, LckvTrainingPasses) {
                // the KV loss on few passes (it is still large there)
                {"kvloss_1_2", kDeep, "sandwich-top:3", 13, "1,2", 2.5},
                {"kvloss_0_1", kCla, "lckv:2", 11, "0,1", 0.75},
+               // a block that grows ([1, 3] to [1, 5]): layer 4 reads target 3 inside the
+               // block, this pass's K/V
+               {"growing_block_2_2", kDeep, "0_3_5_3_3_5", 16, "2,2", 1.0},
                // two cyclic blocks, sliding readers, the diagonal masked everywhere
                {"two_blocks_nodiag", kDeepMqaWindow, "1s_1_3_3_5_5", 15, "2,2", 0.5, true}},
               "lckv");
