@@ -180,6 +180,7 @@ struct GradModel<S>::Impl {
   std::vector<KvLossTerm> kv_terms;
   Buffer<S> hf, rf, logits;                         // (N, C), (N), (N, V): final norm, logits
   Buffer<S> t_c, t_c2, t_q, t_q2, t_f, t_f2, t_f3;  // backward scratch
+  Buffer<S> t_norm;  // (row tiles, C): per-tile norm-weight gradients
 
   int C() const { return cfg.hidden_size; }
   int Q() const { return cfg.num_attention_heads * cfg.head_dim; }
@@ -231,13 +232,19 @@ struct GradModel<S>::Impl {
     return a;
   }
 
-  // One layer on x (N, C) into A.y; reads K/V kk, vv (N, KV), or its own when null.
+  // Row tiles (kRowTile rows) for the row-local parts of a layer: one parallel loop each, every
+  // tile's work single-threaded inside (the same products as a whole-array call would do).
+  int row_tiles() const { return (N + kRowTile - 1) / kRowTile; }
+
+  // One layer on x (N, C) into A.y; reads K/V kk, vv (N, KV), or its own when null. Three
+  // parallel loops: row tiles up to Q, K, V; attention by (batch row, head); row tiles after it.
   void layer_forward(const ModelWeights<S>& w, LayerAct<S>& A, const S* x, const S* kk,
                      const S* vv) {
     const int l = A.layer, C = this->C(), Qd = Q(), KVd = KV(), F = cfg.intermediate_size;
     const int H = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
     const LayerWeights<S>& L = w.layers[l];
     const long NC = static_cast<long>(N) * C;
+    const bool kv_layer = plan.is_kv_layer(l);
     resize(A.h1, NC);
     resize(A.r1, N);
     resize(A.q, static_cast<long>(N) * Qd);
@@ -250,16 +257,27 @@ struct GradModel<S>::Impl {
     resize(A.u, static_cast<long>(N) * F);
     resize(A.s, static_cast<long>(N) * F);
     resize(A.y, NC);
-    // x2 = x + W_O · Attn(RMSNorm(x))
-    rmsnorm_forward(A.h1.data(), A.r1.data(), x, L.attn_norm.data(), N, C, cfg.rms_norm_eps);
-    linear_forward(A.q.data(), A.h1.data(), L.wq.data(), N, C, Qd, threads);
-    rope_forward(A.q.data(), cos.data(), sin.data(), N, T, H, D);
-    if (plan.is_kv_layer(l)) {
+    if (kv_layer) {
       resize(A.k, static_cast<long>(N) * KVd);
       resize(A.v, static_cast<long>(N) * KVd);
-      linear_forward(A.k.data(), A.h1.data(), L.wk.data(), N, C, KVd, threads);
-      linear_forward(A.v.data(), A.h1.data(), L.wv.data(), N, C, KVd, threads);
-      rope_forward(A.k.data(), cos.data(), sin.data(), N, T, Hkv, D);  // shared after RoPE (§2)
+    }
+    const int tiles = row_tiles();
+    // h1 = RMSNorm(x); q = rope(h1 · W_Qᵀ); a KV layer: k = rope(h1 · W_Kᵀ), v = h1 · W_Vᵀ
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && tiles > 1)
+    for (int ti = 0; ti < tiles; ++ti) {
+      const int n0 = ti * kRowTile, rows = std::min(kRowTile, N - n0);
+      const long c0 = static_cast<long>(n0) * C;
+      S* h1 = A.h1.data() + c0;
+      rmsnorm_forward(h1, A.r1.data() + n0, x + c0, L.attn_norm.data(), rows, C, cfg.rms_norm_eps);
+      S* q = A.q.data() + static_cast<long>(n0) * Qd;
+      linear_forward(q, h1, L.wq.data(), rows, C, Qd, 1);
+      rope_forward(q, cos.data(), sin.data(), rows, T, H, D, n0);
+      if (kv_layer) {
+        S* k = A.k.data() + static_cast<long>(n0) * KVd;
+        linear_forward(k, h1, L.wk.data(), rows, C, KVd, 1);
+        linear_forward(A.v.data() + static_cast<long>(n0) * KVd, h1, L.wv.data(), rows, C, KVd, 1);
+        rope_forward(k, cos.data(), sin.data(), rows, T, Hkv, D, n0);  // shared after RoPE (§2)
+      }
     }
     if (!kk) {
       kk = A.k.data();
@@ -267,21 +285,34 @@ struct GradModel<S>::Impl {
     }
     attention_forward(A.a.data(), A.p.data(), A.q.data(), kk, vv, B, T, H, Hkv, D, attention_set(l),
                       threads);
-    std::copy_n(x, NC, A.x2.data());
-    linear_forward(A.x2.data(), A.a.data(), L.wo.data(), N, Qd, C, threads, /*accumulate=*/true);
-    // y = x2 + W_2 · (silu(W_1 h) ⊙ W_3 h), h = RMSNorm(x2)
-    rmsnorm_forward(A.h2.data(), A.r2.data(), A.x2.data(), L.ffn_norm.data(), N, C,
-                    cfg.rms_norm_eps);
-    linear_forward(A.g.data(), A.h2.data(), L.w1.data(), N, C, F, threads);
-    linear_forward(A.u.data(), A.h2.data(), L.w3.data(), N, C, F, threads);
-    swiglu_forward(A.s.data(), A.g.data(), A.u.data(), static_cast<long>(N) * F);
-    std::copy_n(A.x2.data(), NC, A.y.data());
-    linear_forward(A.y.data(), A.s.data(), L.w2.data(), N, F, C, threads, /*accumulate=*/true);
+    // x2 = x + a · W_Oᵀ;  y = x2 + (silu(h2 · W_1ᵀ) ⊙ h2 · W_3ᵀ) · W_2ᵀ, h2 = RMSNorm(x2)
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && tiles > 1)
+    for (int ti = 0; ti < tiles; ++ti) {
+      const int n0 = ti * kRowTile, rows = std::min(kRowTile, N - n0);
+      const long c0 = static_cast<long>(n0) * C, f0 = static_cast<long>(n0) * F;
+      S* x2 = A.x2.data() + c0;
+      std::copy_n(x + c0, static_cast<long>(rows) * C, x2);
+      linear_forward(x2, A.a.data() + static_cast<long>(n0) * Qd, L.wo.data(), rows, Qd, C, 1,
+                     /*accumulate=*/true);
+      S* h2 = A.h2.data() + c0;
+      rmsnorm_forward(h2, A.r2.data() + n0, x2, L.ffn_norm.data(), rows, C, cfg.rms_norm_eps);
+      linear_forward(A.g.data() + f0, h2, L.w1.data(), rows, C, F, 1);
+      linear_forward(A.u.data() + f0, h2, L.w3.data(), rows, C, F, 1);
+      swiglu_forward(A.s.data() + f0, A.g.data() + f0, A.u.data() + f0,
+                     static_cast<long>(rows) * F);
+      S* y = A.y.data() + c0;
+      std::copy_n(x2, static_cast<long>(rows) * C, y);
+      linear_forward(y, A.s.data() + f0, L.w2.data(), rows, F, C, 1, /*accumulate=*/true);
+    }
   }
 
   // The K/V evaluation `e` reads.
-  const S* src_k(const LayerAct<S>& A) const { return A.src >= 0 ? acts[A.src].k.data() : A.ck; }
-  const S* src_v(const LayerAct<S>& A) const { return A.src >= 0 ? acts[A.src].v.data() : A.cv; }
+  const S* src_k(const LayerAct<S>& A) const {
+    return A.src >= 0 ? acts[A.src].k.data() : A.ck;
+  }
+  const S* src_v(const LayerAct<S>& A) const {
+    return A.src >= 0 ? acts[A.src].v.data() : A.cv;
+  }
 
   // The forward of the whole model; returns the evaluation whose output is the last layer's.
   int forward(const ModelWeights<S>& w) {
@@ -421,8 +452,17 @@ struct GradModel<S>::Impl {
     return sum / count;
   }
 
+  // Σ over row tiles of per-tile norm-weight gradients (tiles, C), in tile order, into dw (C).
+  void sum_tiles(S* dw, int tiles, int C) const {
+    for (int ti = 0; ti < tiles; ++ti) {
+      const S* p = t_norm.data() + static_cast<long>(ti) * C;
+      for (int c = 0; c < C; ++c) dw[c] += p[c];
+    }
+  }
+
   // The backward of one evaluation, given acts[e].dy; adds into its input's dy and the K/V
-  // gradients of what it read.
+  // gradients of what it read. Row tiles for what is row-local, (weight, tile of its rows) for
+  // weight gradients, (batch row, KV head) for attention: five parallel loops.
   void layer_backward(const ModelWeights<S>& w, ModelWeights<S>& gw, int e) {
     LayerAct<S>& A = acts[e];
     const int l = A.layer, C = this->C(), Qd = Q(), KVd = KV(), F = cfg.intermediate_size;
@@ -431,49 +471,85 @@ struct GradModel<S>::Impl {
     LayerWeights<S>& G = gw.layers[l];
     const long NC = static_cast<long>(N) * C, NF = static_cast<long>(N) * F;
     const long NQ = static_cast<long>(N) * Qd;
-    resize(t_c, NC);   // dx2
+    const bool kv_layer = plan.is_kv_layer(l);
+    const int tiles = row_tiles();
+    resize(t_c, NC);   // dx2, then dx
     resize(t_c2, NC);  // dh (norm outputs)
     resize(t_q, NQ);   // da
     resize(t_q2, NQ);  // dq
     resize(t_f, NF);   // ds
     resize(t_f2, NF);  // dg
     resize(t_f3, NF);  // du
-    // MLP: y = x2 + s · W_2ᵀ
-    std::copy_n(A.dy.data(), NC, t_c.data());
-    linear_backward(t_f.data(), G.w2.data(), A.dy.data(), A.s.data(), L.w2.data(), N, F, C, threads,
-                    false);
-    swiglu_backward(t_f2.data(), t_f3.data(), t_f.data(), A.g.data(), A.u.data(), NF);
-    linear_backward(t_c2.data(), G.w1.data(), t_f2.data(), A.h2.data(), L.w1.data(), N, C, F,
-                    threads, false);
-    linear_backward(t_c2.data(), G.w3.data(), t_f3.data(), A.h2.data(), L.w3.data(), N, C, F,
-                    threads, true);
-    rmsnorm_backward(t_c.data(), G.ffn_norm.data(), t_c2.data(), A.x2.data(), A.r2.data(),
-                     L.ffn_norm.data(), N, C);
-    // Attention: x2 = x + a · W_Oᵀ
-    linear_backward(t_q.data(), G.wo.data(), t_c.data(), A.a.data(), L.wo.data(), N, Qd, C, threads,
-                    false);
+    resize(t_norm, static_cast<long>(tiles) * C);
+    // MLP, then W_O's input: ds = dy · W_2; dg, du; dh2 = dg · W_1 + du · W_3; dx2 = dy +
+    // RMSNorm'(dh2); da = dx2 · W_O.
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && tiles > 1)
+    for (int ti = 0; ti < tiles; ++ti) {
+      const int n0 = ti * kRowTile, rows = std::min(kRowTile, N - n0);
+      const long c0 = static_cast<long>(n0) * C, f0 = static_cast<long>(n0) * F;
+      const long q0 = static_cast<long>(n0) * Qd;
+      std::copy_n(A.dy.data() + c0, static_cast<long>(rows) * C, t_c.data() + c0);
+      linear_backward(t_f.data() + f0, static_cast<S*>(nullptr), A.dy.data() + c0, A.s.data() + f0,
+                      L.w2.data(), rows, F, C, 1, false);
+      swiglu_backward(t_f2.data() + f0, t_f3.data() + f0, t_f.data() + f0, A.g.data() + f0,
+                      A.u.data() + f0, static_cast<long>(rows) * F);
+      linear_backward(t_c2.data() + c0, static_cast<S*>(nullptr), t_f2.data() + f0,
+                      A.h2.data() + c0, L.w1.data(), rows, C, F, 1, false);
+      linear_backward(t_c2.data() + c0, static_cast<S*>(nullptr), t_f3.data() + f0,
+                      A.h2.data() + c0, L.w3.data(), rows, C, F, 1, true);
+      S* part = t_norm.data() + static_cast<long>(ti) * C;
+      std::fill(part, part + C, S(0));
+      rmsnorm_backward(t_c.data() + c0, part, t_c2.data() + c0, A.x2.data() + c0, A.r2.data() + n0,
+                       L.ffn_norm.data(), rows, C);
+      linear_backward(t_q.data() + q0, static_cast<S*>(nullptr), t_c.data() + c0, A.a.data() + q0,
+                      L.wo.data(), rows, Qd, C, 1, false);
+    }
+    sum_tiles(G.ffn_norm.data(), tiles, C);
+    linear_weight_grads<S>({{G.w2.data(), A.dy.data(), A.s.data(), C, F},
+                            {G.w1.data(), t_f2.data(), A.h2.data(), F, C},
+                            {G.w3.data(), t_f3.data(), A.h2.data(), F, C},
+                            {G.wo.data(), t_c.data(), A.a.data(), C, Qd}},
+                           N, threads);
+    // Attention: dq (rotated); dk, dv into what this layer read (nothing for constants).
     const bool own = A.src == e;
     S* dk = A.src >= 0 ? acts[A.src].dk.data() : nullptr;
     S* dv = A.src >= 0 ? acts[A.src].dv.data() : nullptr;
     attention_backward(t_q2.data(), dk, dv, t_q.data(), A.p.data(), A.q.data(),
                        own ? A.k.data() : src_k(A), own ? A.v.data() : src_v(A), B, T, H, Hkv, D,
                        threads);
-    rope_backward(t_q2.data(), cos.data(), sin.data(), N, T, H, D);
-    linear_backward(t_c2.data(), G.wq.data(), t_q2.data(), A.h1.data(), L.wq.data(), N, C, Qd,
-                    threads, false);
-    if (plan.is_kv_layer(l)) {
-      // Every reader of this evaluation's K/V has been through: dk, dv are complete.
-      rope_backward(A.dk.data(), cos.data(), sin.data(), N, T, Hkv, D);
-      linear_backward(t_c2.data(), G.wk.data(), A.dk.data(), A.h1.data(), L.wk.data(), N, C, KVd,
-                      threads, true);
-      linear_backward(t_c2.data(), G.wv.data(), A.dv.data(), A.h1.data(), L.wv.data(), N, C, KVd,
-                      threads, true);
-    }
+    // dh1 = dq · W_Q (+ dk · W_K + dv · W_V: every reader of a KV layer's K/V has been through,
+    // so its dk, dv are complete); dx = dx2 + RMSNorm'(dh1), added into the input's gradient.
     const S* x = stream(A.in);
     S* dx = A.in < 0 ? dx0.data() : acts[A.in].dy.data();
-    rmsnorm_backward(t_c.data(), G.attn_norm.data(), t_c2.data(), x, A.r1.data(),
-                     L.attn_norm.data(), N, C);
-    for (long i = 0; i < NC; ++i) dx[i] += t_c[i];
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && tiles > 1)
+    for (int ti = 0; ti < tiles; ++ti) {
+      const int n0 = ti * kRowTile, rows = std::min(kRowTile, N - n0);
+      const long c0 = static_cast<long>(n0) * C, q0 = static_cast<long>(n0) * Qd;
+      S* dq = t_q2.data() + q0;
+      rope_backward(dq, cos.data(), sin.data(), rows, T, H, D, n0);
+      linear_backward(t_c2.data() + c0, static_cast<S*>(nullptr), dq, A.h1.data() + c0, L.wq.data(),
+                      rows, C, Qd, 1, false);
+      if (kv_layer) {
+        const long k0 = static_cast<long>(n0) * KVd;
+        rope_backward(A.dk.data() + k0, cos.data(), sin.data(), rows, T, Hkv, D, n0);
+        linear_backward(t_c2.data() + c0, static_cast<S*>(nullptr), A.dk.data() + k0,
+                        A.h1.data() + c0, L.wk.data(), rows, C, KVd, 1, true);
+        linear_backward(t_c2.data() + c0, static_cast<S*>(nullptr), A.dv.data() + k0,
+                        A.h1.data() + c0, L.wv.data(), rows, C, KVd, 1, true);
+      }
+      S* part = t_norm.data() + static_cast<long>(ti) * C;
+      std::fill(part, part + C, S(0));
+      rmsnorm_backward(t_c.data() + c0, part, t_c2.data() + c0, x + c0, A.r1.data() + n0,
+                       L.attn_norm.data(), rows, C);
+      for (long i = c0; i < c0 + static_cast<long>(rows) * C; ++i) dx[i] += t_c[i];
+    }
+    sum_tiles(G.attn_norm.data(), tiles, C);
+    std::vector<WeightGradJob<S>> jobs = {{G.wq.data(), t_q2.data(), A.h1.data(), Qd, C}};
+    if (kv_layer) {
+      jobs.push_back({G.wk.data(), A.dk.data(), A.h1.data(), KVd, C});
+      jobs.push_back({G.wv.data(), A.dv.data(), A.h1.data(), KVd, C});
+    }
+    linear_weight_grads(jobs, N, threads);
   }
 
   LossReport run(const ModelWeights<S>& w, const int* batch, int B_, int T_, ModelWeights<S>* gw) {

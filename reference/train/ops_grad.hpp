@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "reference/op_types.hpp"
@@ -140,6 +141,35 @@ void linear_backward(S* dx, S* dw, const S* dout, const S* x, const S* w, int N,
   }
 }
 
+// Several weight gradients at once, dw (O, I) += doutᵀ (O, N) · x (N, I) for each job, in one
+// parallel loop over (job, tile of 32 rows of dw): the same tiles and products as
+// linear_backward's dw, so the same bits.
+template <typename S>
+struct WeightGradJob {
+  S* dw;
+  const S* dout;  // (N, O)
+  const S* x;     // (N, I)
+  int O, I;
+};
+
+template <typename S>
+void linear_weight_grads(const std::vector<WeightGradJob<S>>& jobs, int N, int threads) {
+  std::vector<std::pair<int, int>> tasks;  // (job, first row of dw)
+  for (int j = 0; j < static_cast<int>(jobs.size()); ++j) {
+    for (int o0 = 0; o0 < jobs[j].O; o0 += kWeightTile) tasks.emplace_back(j, o0);
+  }
+  const int n_tasks = static_cast<int>(tasks.size());
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && n_tasks > 1)
+  for (int k = 0; k < n_tasks; ++k) {
+    const WeightGradJob<S>& job = jobs[tasks[k].first];
+    const int o0 = tasks[k].second, cols = std::min(kWeightTile, job.O - o0);
+    Eigen::Map<const MatR<S>> xm(job.x, N, job.I);
+    Eigen::Map<const MatR<S>, 0, OStride> gm(job.dout + o0, N, cols, OStride(job.O));
+    Eigen::Map<MatR<S>> dwm(job.dw + static_cast<long>(o0) * job.I, cols, job.I);
+    dwm.noalias() += gm.transpose() * xm;
+  }
+}
+
 // ---------------------------------------------------------------- RoPE (Hugging Face `half`)
 
 // cos, sin (T, D/2) of θ = t · theta^(-2i/D), computed in double as the engine does.
@@ -157,14 +187,15 @@ void rope_tables(std::vector<S>& cos, std::vector<S>& sin, int T, int D, double 
   }
 }
 
-// x (N, heads*D), in place: dim i pairs with i + D/2 at position t = n % T:
+// x (N, heads*D), in place: dim i pairs with i + D/2 at position t = (row0 + n) % T (row0: the
+// first row's index when x is a tile of a larger array):
 //   (a, b) -> (a cos − b sin, b cos + a sin).
 template <typename S>
-void rope_forward(S* x, const S* cos, const S* sin, int N, int T, int heads, int D) {
+void rope_forward(S* x, const S* cos, const S* sin, int N, int T, int heads, int D, int row0 = 0) {
   const int half = D / 2;
   for (int n = 0; n < N; ++n) {
-    const S* c = cos + static_cast<long>(n % T) * half;
-    const S* s = sin + static_cast<long>(n % T) * half;
+    const S* c = cos + static_cast<long>((row0 + n) % T) * half;
+    const S* s = sin + static_cast<long>((row0 + n) % T) * half;
     for (int h = 0; h < heads; ++h) {
       S* v = x + (static_cast<long>(n) * heads + h) * D;
       for (int i = 0; i < half; ++i) {
@@ -179,11 +210,12 @@ void rope_forward(S* x, const S* cos, const S* sin, int N, int T, int heads, int
 // dx (N, heads*D), in place: the transposed rotation, (da, db) = (dA cos + dB sin, dB cos − dA
 // sin).
 template <typename S>
-void rope_backward(S* dx, const S* cos, const S* sin, int N, int T, int heads, int D) {
+void rope_backward(S* dx, const S* cos, const S* sin, int N, int T, int heads, int D,
+                   int row0 = 0) {
   const int half = D / 2;
   for (int n = 0; n < N; ++n) {
-    const S* c = cos + static_cast<long>(n % T) * half;
-    const S* s = sin + static_cast<long>(n % T) * half;
+    const S* c = cos + static_cast<long>((row0 + n) % T) * half;
+    const S* s = sin + static_cast<long>((row0 + n) % T) * half;
     for (int h = 0; h < heads; ++h) {
       S* v = dx + (static_cast<long>(n) * heads + h) * D;
       for (int i = 0; i < half; ++i) {

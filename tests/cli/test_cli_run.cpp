@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/formats/npy.hpp"
+#include "core/formats/safetensors.hpp"
 #include "tests/cli/cli_files.hpp"
 #include "tests/cli/run_kvlab.hpp"
 
@@ -546,6 +547,40 @@ TEST_F(CliRun, PerplexityIsFinite) {
   const RunResult d = run_kvlab("ppl --model " + q(ck) + " --text-file " + q(text));
   ASSERT_EQ(d.status, 0) << d.output;
   EXPECT_NE(d.output.find("72 tokens predicted, context 64"), std::string::npos) << d.output;
+}
+
+// kvlab grad: an F64 file with the run plan's tensors under Hugging Face names, the loss and the
+// plan in its metadata, and the same bytes for any thread count.
+TEST_F(CliRun, GradWritesTheRunPlansTensors) {
+  const fs::path ck = init("standard");
+  const fs::path g1 = path("g1.safetensors"), g2 = path("g2.safetensors");
+  const std::string args = "grad --model " + q(ck) + " --tokens 5,17,3,250,9,9,41 --plan cla:2";
+  const RunResult r = run_kvlab(args + " --out " + q(g1));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("6 predictions, plan 0_0_2_2, passes 1"), std::string::npos) << r.output;
+  const RunResult r2 = run_kvlab(args + " --threads 2 --out " + q(g2));
+  ASSERT_EQ(r2.status, 0) << r2.output;
+  EXPECT_EQ(read_file(g1), read_file(g2));
+  const kvlab::SafetensorsFile f = kvlab::open_safetensors(g1.string());
+  EXPECT_EQ(f.names().size(), 1u + 4 * 7 + 2 * 2 + 2);  // embed, layers, 2 KV layers, norm, head
+  EXPECT_TRUE(f.has("model.layers.2.self_attn.k_proj.weight"));
+  EXPECT_FALSE(f.has("model.layers.1.self_attn.k_proj.weight"));
+  EXPECT_EQ(f.dtype("lm_head.weight"), kvlab::TensorDtype::F64);
+  EXPECT_EQ(f.shape("model.layers.3.mlp.down_proj.weight"), (std::vector<int64_t>{64, 96}));
+  EXPECT_EQ(f.metadata().at("plan"), "0_0_2_2");
+  EXPECT_EQ(f.metadata().at("passes"), "1");
+  const double loss = std::stod(f.metadata().at("loss"));
+  EXPECT_NEAR(loss, std::log(300.0), 1.5) << "random weights: about log V";
+  EXPECT_NE(r.output.find("loss "), std::string::npos);
+  // LCKV's schedule and KV loss reach the metadata.
+  const RunResult l = run_kvlab("grad --model " + q(ck) +
+                                " --tokens 5,17,3,250,9,9,41 --plan lckv:2 --train-passes 3,2 "
+                                "--kv-loss 0.5 --out " +
+                                q(g1));
+  ASSERT_EQ(l.status, 0) << l.output;
+  const kvlab::SafetensorsFile fl = kvlab::open_safetensors(g1.string());
+  EXPECT_EQ(fl.metadata().at("passes"), "3,2");
+  EXPECT_GT(std::stod(fl.metadata().at("kv_loss")), 0.0);
 }
 
 TEST_F(CliRun, BenchJson) {

@@ -227,7 +227,8 @@ class Model:
         T = x.shape[0]
         h = self.rmsnorm(x, self.lw(l, "input_layernorm.weight"))
         if self.plan.is_kv_layer(l):
-            k = self.rope((h @ self.lw(l, "self_attn.k_proj.weight").T).reshape(T, self.Hkv, self.D))
+            k = h @ self.lw(l, "self_attn.k_proj.weight").T
+            k = self.rope(k.reshape(T, self.Hkv, self.D))
             v = (h @ self.lw(l, "self_attn.v_proj.weight").T).reshape(T, self.Hkv, self.D)
             kv_now(l, (k, v))
         q = self.rope((h @ self.lw(l, "self_attn.q_proj.weight").T).reshape(T, self.H, self.D))

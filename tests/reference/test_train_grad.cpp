@@ -255,7 +255,7 @@ TEST(TrainGrad, WholeModelMatchesFiniteDifferences) {
     }
     const int B = 2, T = 5;
     const auto batch = make_batch(B, T, mc.cfg.vocab_size, 5);
-    GradModel<double> model(mc.cfg, plan, mc.passes, 2, mc.nodiag);
+    GradModel<double> model(mc.cfg, plan, mc.passes, 1, mc.nodiag);
     ModelWeights<double> g;
     const LossReport rep = model.loss_and_grad(w, batch.data(), B, T, g);
     EXPECT_TRUE(std::isfinite(rep.total()));
@@ -346,7 +346,7 @@ TEST(TrainGrad, LossEqualsTheEnginesNextTokenNll) {
       nll += mx + std::log(s) - row[tokens[t + 1]];
     }
     nll /= T;
-    GradModel<double> model(c.cfg, plan, c.passes, 2);
+    GradModel<double> model(c.cfg, plan, c.passes, 1);
     EXPECT_NEAR(model.loss(w, tokens.data(), 1, T).loss, nll, 1e-12 * std::abs(nll));
   }
 }
@@ -360,8 +360,8 @@ TEST(TrainGrad, Float32IsCloseToFloat64) {
     const auto wf = convert_weights<float>(wd);
     const auto batch = make_batch(3, 9, cfg.vocab_size, 2);
     TrainPasses p{2, 2, 0.3};
-    GradModel<double> md(cfg, plan, p, 2);
-    GradModel<float> mf(cfg, plan, p, 2);
+    GradModel<double> md(cfg, plan, p, 1);
+    GradModel<float> mf(cfg, plan, p, 1);
     ModelWeights<double> gd;
     ModelWeights<float> gf;
     const auto rd = md.loss_and_grad(wd, batch.data(), 3, 9, gd);

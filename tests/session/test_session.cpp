@@ -271,6 +271,38 @@ TEST(SessionOps, PerplexityIsTheMeanNllOfTheWindows) {
   EXPECT_DOUBLE_EQ(r.perplexity(), std::exp(r.nll / r.predicted));
 }
 
+// Session::grad computes in float64 under the run plan: an f32 and an f64 session of the same
+// weights give the same bits, with tensors named as tensor_specs under that plan.
+TEST(SessionOps, GradIsFloat64UnderTheRunPlan) {
+  RunOptions run;
+  run.plan = "cla:2";
+  const auto w32 = random_weights("standard");
+  Session s32 = Session::from_weights(w32, nullptr, run);
+  Session s64 = Session::from_weights(
+      std::make_shared<const ref::ModelWeights<double>>(ref::convert_weights<double>(*w32)),
+      nullptr, run);
+  const auto toks = some_tokens(9);
+  const GradResult a = s32.grad(toks, {});
+  const GradResult b = s64.grad(toks, {});
+  EXPECT_EQ(a.loss.loss, b.loss.loss);
+  EXPECT_EQ(a.grads, b.grads);
+  EXPECT_EQ(a.plan, "0_0_2_2_4_4");
+  EXPECT_FALSE(a.iterative);
+  EXPECT_EQ(a.predictions, 8);
+  const auto specs = ref::tensor_specs(s32.config(), s32.plan());
+  ASSERT_EQ(a.specs.size(), specs.size());
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    EXPECT_EQ(a.specs[i].name, specs[i].name);
+    EXPECT_EQ(static_cast<long>(a.grads[i].size()), [&] {
+      long n = 1;
+      for (auto d : specs[i].shape) n *= d;
+      return n;
+    }());
+  }
+  expect_error([&] { s32.grad({5}, {}); }, {"--tokens = 1 tokens"});
+  expect_error([&] { s32.grad(toks, parse_train_passes("2,0")); }, {"--train-passes = 2,0"});
+}
+
 TEST(SessionOps, TraceSqueezeEvalAndBench) {
   RunOptions run;
   run.schedule.mode = ref::PrefillMode::fixed;
