@@ -95,7 +95,7 @@ fs::path make_model(const Case& c) {
   std::ofstream(cfg) << "{\"hidden_size\": 48, \"num_hidden_layers\": " << s.layers
                      << ", \"num_attention_heads\": 4, \"num_key_value_heads\": " << s.kv_heads
                      << ", \"intermediate_size\": 64, \"vocab_size\": 263, \"rope_theta\": 10000.0,"
-                     << " \"rms_norm_eps\": 1e-5, \"max_position_embeddings\": 64,"
+                     << " \"rms_norm_eps\": 1e-5, \"max_position_embeddings\": 160,"
                      << " \"sliding_window\": " << s.window
                      << ", \"tie_word_embeddings\": " << (s.tied ? "true" : "false") << "}";
   const RunResult r = run_kvlab("init --config " + cfg.string() + " --plan " + c.plan + " --seed " +
@@ -273,6 +273,8 @@ TEST(OracleGrad, DenseAndSharedPlans) {
                {"cla2", kCla, "cla:2", 15, ""},
                // window 4 < 19 tokens: sliding banks, a shared sliding bank, a full one on top
                {"sliding", kSliding, "0s_1s_1s_3_3s", 19, ""},
+               // 140 predictions: more than one of GradModel's 128-row tiles
+               {"long_gqa", kGqaTied, "cla:2", 141, ""},
                // every first token attends to nothing
                {"standard_nodiag", kGqaTied, "standard", 12, "", 0, true}},
               "dense");
@@ -378,7 +380,8 @@ TEST(OracleGrad, OracleSelfCheck) {
 // GradModel (linked directly) on a batch of B sequences with 2 threads: the loss, the KV loss and
 // every gradient are the mean of the oracle's for each sequence (equal lengths), to 1e-9.
 TEST(OracleGrad, GradModelBatchIsTheMeanOfTheSequences) {
-  const Case c{"batch", kDeep, "sandwich-top:3", 13, "1,2", 1.5};
+  // 3 rows of 50 predictions: 150 activation rows, so GradModel's 128-row tiles end partially.
+  const Case c{"batch", kDeep, "sandwich-top:3", 51, "1,2", 1.5};
   const fs::path dir = make_model(c);
   const int B = 3, n = c.tokens;
   std::vector<int> batch;
