@@ -506,6 +506,8 @@ void save_impl(const std::string& dir, const ModelWeights<float>& w, const Check
   const fs::path st = fs::path(dir) / "model.safetensors";
   write_safetensors(st.string(), refs, {{"format", "pt"}});
   nlohmann::json j = config_to_json(c);
+  if (store == TensorDtype::F16) j["torch_dtype"] = "float16";
+  if (store == TensorDtype::BF16) j["torch_dtype"] = "bfloat16";
   if (kvlab_section) {
     j["kvlab"] = {{"plan", w.plan.to_string()},
                   {"plan_spec", meta.plan_spec.empty() ? w.plan.to_string() : meta.plan_spec},
