@@ -1,24 +1,25 @@
 #include "reference/weights.hpp"
 
 #include <cmath>
-#include <random>
 
 #include "core/error.hpp"
+#include "reference/rng.hpp"
 
 namespace kvlab::ref {
 namespace {
 
-// Box-Muller over mt19937_64 bits: the same numbers with every standard library.
-class Normal {
+// N(0, 1) draws by Box-Muller over SplitMix64 bits (reference/rng.hpp): the same numbers with
+// every standard library.
+class Gaussian {
  public:
-  explicit Normal(std::uint64_t seed) : rng_(seed) {}
+  explicit Gaussian(std::uint64_t seed) : rng_(seed) {}
   double next() {
     if (has_spare_) {
       has_spare_ = false;
       return spare_;
     }
-    const double u1 = (static_cast<double>(rng_() >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
-    const double u2 = static_cast<double>(rng_() >> 11) * 0x1.0p-53;          // [0, 1)
+    const double u1 = 1.0 - rng_.unit();  // (0, 1]
+    const double u2 = rng_.unit();
     const double r = std::sqrt(-2.0 * std::log(u1));
     spare_ = r * std::sin(2.0 * M_PI * u2);
     has_spare_ = true;
@@ -26,15 +27,15 @@ class Normal {
   }
 
  private:
-  std::mt19937_64 rng_;
+  Rng rng_;
   double spare_ = 0;
   bool has_spare_ = false;
 };
 
 template <typename S>
-Buffer<S> normal(Normal& n, std::int64_t count, double stddev) {
+Buffer<S> gaussian(Gaussian& g, std::int64_t count, double stddev) {
   Buffer<S> v(count);
-  for (auto& x : v) x = static_cast<S>(n.next() * stddev);
+  for (auto& x : v) x = static_cast<S>(g.next() * stddev);
   return v;
 }
 
@@ -99,29 +100,29 @@ ModelWeights<S> init_random(const ModelConfig& c, const KvPlan& plan, std::uint6
   const std::int64_t C = c.hidden_size, V = c.vocab_size, F = c.intermediate_size;
   const std::int64_t Q = static_cast<std::int64_t>(c.num_attention_heads) * c.head_dim;
   const std::int64_t KV = static_cast<std::int64_t>(c.num_key_value_heads) * c.head_dim;
-  const double depth = std::sqrt(2.0 * c.num_hidden_layers);
-  Normal n(seed);
+  const double std0 = 0.02, residual = 0.02 / std::sqrt(2.0 * c.num_hidden_layers);
+  Gaussian g(seed);
   ModelWeights<S> w;
   w.config = c;
   w.plan = plan;
-  w.embed = normal<S>(n, V * C, 1.0);
+  w.embed = gaussian<S>(g, V * C, std0);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     LayerWeights<S> L;
     L.attn_norm.assign(C, S(1));
-    L.wq = normal<S>(n, Q * C, 1.0 / std::sqrt(double(C)));
+    L.wq = gaussian<S>(g, Q * C, std0);
     if (plan.is_kv_layer(l)) {
-      L.wk = normal<S>(n, KV * C, 1.0 / std::sqrt(double(C)));
-      L.wv = normal<S>(n, KV * C, 1.0 / std::sqrt(double(C)));
+      L.wk = gaussian<S>(g, KV * C, std0);
+      L.wv = gaussian<S>(g, KV * C, std0);
     }
-    L.wo = normal<S>(n, C * Q, 1.0 / std::sqrt(double(Q)) / depth);
+    L.wo = gaussian<S>(g, C * Q, residual);
     L.ffn_norm.assign(C, S(1));
-    L.w1 = normal<S>(n, F * C, 1.0 / std::sqrt(double(C)));
-    L.w3 = normal<S>(n, F * C, 1.0 / std::sqrt(double(C)));
-    L.w2 = normal<S>(n, C * F, 1.0 / std::sqrt(double(F)) / depth);
+    L.w1 = gaussian<S>(g, F * C, std0);
+    L.w3 = gaussian<S>(g, F * C, std0);
+    L.w2 = gaussian<S>(g, C * F, residual);
     w.layers.push_back(std::move(L));
   }
   w.final_norm.assign(C, S(1));
-  if (!c.tie_word_embeddings) w.classifier = normal<S>(n, V * C, 1.0 / std::sqrt(double(C)));
+  if (!c.tie_word_embeddings) w.classifier = gaussian<S>(g, V * C, std0);
   return w;
 }
 

@@ -37,9 +37,12 @@ struct ModelWeights {
   std::int64_t bytes() const;  // bytes of all weight arrays
 };
 
-// Random weights, deterministic for a seed on every machine (own normal sampler). Scaled so that
-// activations stay sane at any depth: embeddings ~ N(0, 1), input projections ~ N(0, 1/fan_in),
-// output projections (W_O, W_2) additionally / sqrt(2L), norms = 1.
+// Random weights as GPT-2 / llm.c / nanoGPT initialise them (kvlab init, random-weight presets,
+// and training: train::init_for_training is this): every matrix ~ N(0, 0.02^2), the residual
+// projections W_O and W_2 ~ N(0, (0.02 / sqrt(2L))^2), norms = 1; W_K, W_V only for the plan's KV
+// layers. Logits stay near 0 (a tied classifier of std 0.02), so an untrained model's perplexity
+// is close to the vocabulary size. Deterministic for a seed on every machine (SplitMix64 bits,
+// Box-Muller, drawn in tensor_specs order).
 template <typename S>
 ModelWeights<S> init_random(const ModelConfig& cfg, const KvPlan& plan, std::uint64_t seed);
 

@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "reference/rng.hpp"
 
 namespace kvlab::ref::train {
 namespace {
@@ -21,36 +20,6 @@ ModelConfig shape(int L, int C, int H, int D, int F, int T) {
   c.rope_theta = 10000.0;
   c.rms_norm_eps = 1e-5;
   return c;
-}
-
-// N(0, 1) draws by Box-Muller over SplitMix64 bits (reference/rng.hpp): the same everywhere.
-class Gaussian {
- public:
-  explicit Gaussian(std::uint64_t seed) : rng_(seed) {}
-  double next() {
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    const double u1 = 1.0 - rng_.unit();  // (0, 1]
-    const double u2 = rng_.unit();
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    spare_ = r * std::sin(2.0 * M_PI * u2);
-    has_spare_ = true;
-    return r * std::cos(2.0 * M_PI * u2);
-  }
-
- private:
-  Rng rng_;
-  double spare_ = 0;
-  bool has_spare_ = false;
-};
-
-template <typename S>
-Buffer<S> gaussian(Gaussian& g, std::int64_t count, double stddev) {
-  Buffer<S> v(count);
-  for (auto& x : v) x = static_cast<S>(g.next() * stddev);
-  return v;
 }
 
 }  // namespace
@@ -135,33 +104,7 @@ ModelWeights<S> init_for_training(const ModelConfig& c, const KvPlan& plan, std:
          "has " + std::to_string(plan.layers()) + " layers; the model has " +
              std::to_string(c.num_hidden_layers));
   }
-  const std::int64_t C = c.hidden_size, V = c.vocab_size, F = c.intermediate_size;
-  const std::int64_t Q = static_cast<std::int64_t>(c.num_attention_heads) * c.head_dim;
-  const std::int64_t KV = static_cast<std::int64_t>(c.num_key_value_heads) * c.head_dim;
-  const double std0 = 0.02, residual = 0.02 / std::sqrt(2.0 * c.num_hidden_layers);
-  Gaussian g(seed);
-  ModelWeights<S> w;
-  w.config = c;
-  w.plan = plan;
-  w.embed = gaussian<S>(g, V * C, std0);
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    LayerWeights<S> L;
-    L.attn_norm.assign(C, S(1));
-    L.wq = gaussian<S>(g, Q * C, std0);
-    if (plan.is_kv_layer(l)) {
-      L.wk = gaussian<S>(g, KV * C, std0);
-      L.wv = gaussian<S>(g, KV * C, std0);
-    }
-    L.wo = gaussian<S>(g, C * Q, residual);
-    L.ffn_norm.assign(C, S(1));
-    L.w1 = gaussian<S>(g, F * C, std0);
-    L.w3 = gaussian<S>(g, F * C, std0);
-    L.w2 = gaussian<S>(g, C * F, residual);
-    w.layers.push_back(std::move(L));
-  }
-  w.final_norm.assign(C, S(1));
-  if (!c.tie_word_embeddings) w.classifier = gaussian<S>(g, V * C, std0);
-  return w;
+  return init_random<S>(c, plan, seed);
 }
 
 template ModelWeights<float> init_for_training<float>(const ModelConfig&, const KvPlan&,

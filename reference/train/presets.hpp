@@ -44,8 +44,8 @@ ModelConfig train_config(const TrainPreset& preset, int vocab, int kv_heads);
 
 // Initialisation for training (GPT-2 / llm.c / nanoGPT): every matrix ~ N(0, 0.02^2), the residual
 // projections W_O and W_2 ~ N(0, (0.02 / sqrt(2L))^2), norms = 1; W_K, W_V only for the plan's KV
-// layers. Deterministic for a seed on every machine (SplitMix64 bits, Box-Muller). Differs on
-// purpose from init_random, whose N(0, 1) embeddings suit untrained benchmarks (issue 17).
+// layers. Deterministic for a seed on every machine (SplitMix64 bits, Box-Muller). It is
+// ref::init_random (one implementation), with the plan's layer count checked under --plan's name.
 template <typename S>
 ModelWeights<S> init_for_training(const ModelConfig& cfg, const KvPlan& plan, std::uint64_t seed);
 

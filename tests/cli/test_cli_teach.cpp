@@ -1,0 +1,77 @@
+// What a class notices first (issue 17): sane random weights, trace-prefill stopping once every
+// token is exact, init and convert refusing to overwrite, exit status 2 for usage errors with the
+// error on a line of its own, and eval showing its examples and the plan it ran.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/formats/npy.hpp"
+#include "tests/cli/cli_files.hpp"
+#include "tests/cli/run_kvlab.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+class Teach : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("kvlab_cli_teach_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  fs::path dir_;
+};
+
+// The number after `key` in `text` (-1 when absent).
+double number_after(const std::string& text, const std::string& key) {
+  const auto at = text.find(key);
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + key.size()));
+}
+
+}  // namespace
+
+// init draws N(0, 0.02²) weights (residual projections / sqrt(2L)): an untrained stories15m
+// predicts nearly uniformly, so its perplexity is near the vocabulary (32000), not 1e106, and its
+// logits are small (std-1.0 embeddings tied to the classifier used to give |logit| ~ 270).
+TEST_F(Teach, InitDrawsSmallWeightsSoPerplexityIsNearTheVocabulary) {
+  const RunResult init = run_kvlab("init --model stories15m --seed 1 -o " + path("m"));
+  ASSERT_EQ(init.status, 0) << init.output;
+  std::string text;
+  for (int i = 0; i < 8; ++i) text += "Once upon a time there was a little robot who liked books. ";
+  std::ofstream(path("story.txt")) << text;
+  const RunResult ppl =
+      run_kvlab("ppl --model " + path("m") + " --text-file " + path("story.txt") + " --context 64");
+  ASSERT_EQ(ppl.status, 0) << ppl.output;
+  const double p = number_after(ppl.output, "perplexity ");
+  ASSERT_TRUE(std::isfinite(p)) << ppl.output;
+  EXPECT_GT(p, 32000 / 10.0) << ppl.output;
+  EXPECT_LT(p, 32000 * 10.0) << ppl.output;
+
+  const RunResult fwd = run_kvlab("forward --model " + path("m") +
+                                  " --tokens 1,72,105,33,256,4000,31999 --out " + path("l.npy"));
+  ASSERT_EQ(fwd.status, 0) << fwd.output;
+  const kvlab::NpyArray logits = kvlab::read_npy(path("l.npy"));
+  ASSERT_EQ(logits.shape, (std::vector<int64_t>{7, 32000}));
+  double worst = 0;
+  for (double v : logits.values) worst = std::max(worst, std::abs(v));
+  // A tied classifier of std 0.02 over a state of RMS 1 (C = 288): other tokens' logits are
+  // ~ N(0, (0.02 · sqrt(288))²) = N(0, 0.34²), the input token's own row about C · 0.02 = 5.8.
+  // The old N(0, 1) init gave ~ 270.
+  EXPECT_LT(worst, 10.0);
+  EXPECT_GT(worst, 0.0);
+}
