@@ -1,6 +1,5 @@
 // kvlab convert: a checkpoint from one format to another (kvlab, Hugging Face, llama2.c), or a
 // standard model to a sharing plan with averaged W_K, W_V (--plan, the LCKV/MLKV initialisation).
-#include <unistd.h>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -17,6 +16,7 @@ namespace fs = std::filesystem;
 
 struct ConvertOptions {
   std::string model, to, out, plan, dtype = "f32";
+  bool force = false;
 };
 
 TensorDtype parse_store_dtype(const std::string& name) {
@@ -35,10 +35,7 @@ void run_convert(const ConvertOptions& o) {
   if (store != TensorDtype::F32 && to == ref::CheckpointFormat::llama2c) {
     fail("--dtype", o.dtype, "llama2.c's legacy .bin holds float32 only (use --dtype f32)");
   }
-  std::error_code ec;
-  if (fs::exists(o.out, ec)) {
-    fail("-o", o.out, "already exists (kvlab convert does not overwrite)");
-  }
+  check_replace_output(o.out, o.force);
   check_output_directory("-o", o.out);
   ref::CheckpointMeta meta;
   ref::ModelWeights<float> w = ref::load_checkpoint<float>(o.model, &meta);
@@ -48,43 +45,32 @@ void run_convert(const ConvertOptions& o) {
     w = ref::average_kv_init(std::move(w), plan);
     meta.plan_spec = o.plan;
   }
-  const fs::path out(o.out);
-  // Everything is written to a temporary sibling and renamed into place at the end: a failure
-  // leaves no partial output.
-  const fs::path tmp =
-      out.parent_path() / (out.filename().string() + ".tmp." + std::to_string(::getpid()));
-  fs::remove_all(tmp, ec);
-  try {
+  // Written to a temporary sibling and renamed into place at the end: a failure leaves no partial
+  // output.
+  write_via_temporary(o.out, [&](const std::string& tmp) {
     if (to == ref::CheckpointFormat::llama2c) {
       if (meta.tokenizer == "byte") {
         std::fprintf(stderr,
                      "kvlab convert: note: llama2.c has no place for the tokenizer; this model "
                      "uses the byte tokenizer\n");
       }
-      ref::save_llama2c(tmp.string(), w);
+      ref::save_llama2c(tmp, w);
+      return;
+    }
+    if (to == ref::CheckpointFormat::kvlab) {
+      ref::save_checkpoint(tmp, w, meta, store);
     } else {
-      if (to == ref::CheckpointFormat::kvlab) {
-        ref::save_checkpoint(tmp.string(), w, meta, store);
-      } else {
-        ref::save_hf_checkpoint(tmp.string(), w, store);
-      }
-      // The Hugging Face tokenizer travels with the model.
-      if (from != ref::CheckpointFormat::llama2c) {
-        for (const char* name :
-             {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
-          const fs::path src = fs::path(o.model) / name;
-          if (fs::exists(src)) fs::copy_file(src, tmp / name);
-        }
+      ref::save_hf_checkpoint(tmp, w, store);
+    }
+    // The Hugging Face tokenizer travels with the model.
+    if (from != ref::CheckpointFormat::llama2c) {
+      for (const char* name :
+           {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
+        const fs::path src = fs::path(o.model) / name;
+        if (fs::exists(src)) fs::copy_file(src, fs::path(tmp) / name);
       }
     }
-    fs::rename(tmp, out);
-  } catch (const fs::filesystem_error& e) {
-    fs::remove_all(tmp, ec);
-    fail("-o", o.out, std::string("cannot write: ") + e.what());
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
+  });
   std::printf("wrote %s (%s %s, from %s): %d layers, plan %s, %.2f M parameters\n", o.out.c_str(),
               ref::checkpoint_format_name(to), tensor_dtype_name(store),
               ref::checkpoint_format_name(from), w.config.num_hidden_layers,
@@ -101,7 +87,9 @@ void add_convert_command(CLI::App& app) {
                   "Source: a kvlab or Hugging Face directory, or a llama2.c .bin")
       ->required();
   cmd->add_option("--to", o->to, "Target format: kvlab, hf or llama2c")->required();
-  cmd->add_option("-o,--out", o->out, "Output directory (kvlab, hf) or .bin file (llama2c)")
+  cmd->add_option(
+         "-o,--out", o->out,
+         "Output directory (kvlab, hf) or .bin file (llama2c); must not exist unless --force")
       ->required();
   cmd->add_option("--plan", o->plan,
                   "Write a kvlab checkpoint for this sharing plan: each KV layer's W_K, W_V are "
@@ -109,6 +97,8 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype,
                   "Weights' storage for kvlab and hf: f32 (default), f16 or bf16 (rounded to "
                   "nearest even; a weight too large for f16 is a named error)");
+  cmd->add_flag("--force", o->force,
+                "Replace an existing -o (a file, an empty directory or a checkpoint directory)");
   cmd->callback([o] { run_convert(*o); });
 }
 

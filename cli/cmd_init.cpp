@@ -16,6 +16,7 @@ struct InitOptions {
   std::string model, config, plan = "standard", out;
   long long seed = 0;
   int vocab_size = 0;
+  bool force = false;
 };
 
 void run_init(const InitOptions& o) {
@@ -25,6 +26,8 @@ void run_init(const InitOptions& o) {
   }
   if (o.out.empty()) fail("-o", "(none)", "give the output directory");
   if (o.seed < 0) fail("--seed", std::to_string(o.seed), "must be >= 0");
+  check_replace_output(o.out, o.force);
+  check_output_directory("-o", o.out);
   ModelConfig c = o.model.empty() ? load_config(o.config) : resolve_model_config(o.model);
   if (o.vocab_size != 0) {
     c.vocab_size = o.vocab_size;
@@ -38,7 +41,7 @@ void run_init(const InitOptions& o) {
   const auto w = ref::init_random<float>(c, plan, static_cast<std::uint64_t>(o.seed));
   ref::CheckpointMeta meta;
   meta.plan_spec = o.plan;
-  ref::save_checkpoint(o.out, w, meta);
+  write_via_temporary(o.out, [&](const std::string& tmp) { ref::save_checkpoint(tmp, w, meta); });
   std::printf("wrote %s: %d layers, plan %s (%d KV layers), %.2f M parameters, seed %lld\n",
               o.out.c_str(), c.num_hidden_layers, o.plan.c_str(), plan.num_kv_layers(),
               static_cast<double>(w.bytes()) / sizeof(float) / 1e6, o.seed);
@@ -55,7 +58,10 @@ void add_init_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   cmd->add_option("--vocab-size", o->vocab_size, "Override the vocabulary size (>= 258)");
-  cmd->add_option("-o,--out", o->out, "Output directory")->required();
+  cmd->add_option("-o,--out", o->out, "Output directory (must not exist unless --force)")
+      ->required();
+  cmd->add_flag("--force", o->force,
+                "Replace an existing -o (a file, an empty directory or a checkpoint directory)");
   cmd->callback([o] { run_init(*o); });
 }
 

@@ -1,5 +1,7 @@
 #include "cli/common.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 
@@ -27,6 +29,61 @@ void check_output_directory(const std::string& flag, const std::string& path) {
   if (!parent.empty() && !fs::is_directory(parent, ec)) {
     fail(flag, path, "its directory " + parent.string() + " does not exist");
   }
+}
+
+void check_replace_output(const std::string& out, bool force) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(out, ec))) return;
+  if (!force) fail("-o", out, "already exists (give --force to replace it)");
+  if (fs::is_directory(out, ec) && !fs::is_empty(out, ec) &&
+      !fs::exists(fs::path(out) / "config.json", ec)) {
+    fail("-o", out,
+         "is a directory that holds no checkpoint (no config.json): --force replaces only a "
+         "checkpoint, a file or an empty directory");
+  }
+}
+
+void write_via_temporary(const std::string& out,
+                         const std::function<void(const std::string& tmp)>& write) {
+  namespace fs = std::filesystem;
+  check_output_directory("-o", out);
+  fs::path path(out);
+  if (!path.has_filename()) path = path.parent_path();  // "m/" names the directory m
+  const fs::path tmp =
+      path.parent_path() / (path.filename().string() + ".tmp." + std::to_string(::getpid()));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  try {
+    write(tmp.string());
+    if (fs::exists(fs::symlink_status(path, ec))) fs::remove_all(path);
+    fs::rename(tmp, path);
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(tmp, ec);
+    fail("-o", out, std::string("cannot write: ") + e.what());
+  } catch (const Error& e) {
+    fs::remove_all(tmp, ec);
+    // The writer saw the temporary's name; the user asked for `out`.
+    std::string message = e.what();
+    const std::string t = tmp.string();
+    for (std::size_t at; (at = message.find(t)) != std::string::npos;)
+      message.replace(at, t.size(), out);
+    throw Error(message);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+namespace {
+bool g_stdout_mid_line = false;
+}  // namespace
+
+void set_stdout_mid_line(bool mid_line) {
+  g_stdout_mid_line = mid_line;
+}
+bool stdout_mid_line() {
+  return g_stdout_mid_line;
 }
 
 std::string human_bytes(double bytes) {

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/config.hpp"
@@ -16,6 +17,22 @@ ModelConfig resolve_model_config(const std::string& model);
 // An output file's directory must exist (it is not created): throws kvlab::Error naming `flag` and
 // `path` otherwise, before any work is done.
 void check_output_directory(const std::string& flag, const std::string& path);
+
+// The one rule of the commands that write a model (init, convert): an existing `out` is refused
+// unless `force`; even with --force only a file, an empty directory or a checkpoint directory (one
+// holding config.json) is replaced, never another directory. Throws kvlab::Error naming -o.
+void check_replace_output(const std::string& out, bool force);
+
+// Writes `out` through a temporary sibling `<out>.tmp.<pid>` that `write` fills (a file or a
+// directory), then removes an existing `out` (check_replace_output allowed it) and renames the
+// temporary into place: a failure leaves neither the temporary nor a partial `out`.
+void write_via_temporary(const std::string& out,
+                         const std::function<void(const std::string& tmp)>& write);
+
+// Set while stdout holds a line without its newline (generate's echoed prompt): main ends that
+// line before it prints an error, so the error starts a line of its own.
+void set_stdout_mid_line(bool mid_line);
+bool stdout_mid_line();
 
 // "22528" -> "22.0 KiB" style, for human output (exact bytes are printed beside it).
 std::string human_bytes(double bytes);

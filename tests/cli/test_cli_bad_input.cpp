@@ -58,6 +58,10 @@ const Row kRows[] = {
     {"init --model stories15m --seed -1 -o {D}/out_init", "--seed = -1 is invalid", "{D}/out_init"},
     {"init --config {D}/cfg.json -o {D}/text.txt/out", "-o = {D}/text.txt/out is invalid",
      "{D}/text.txt/out"},
+    {"init --config {D}/cfg.json -o {D}/s",
+     "-o = {D}/s is invalid: already exists (give --force to replace it)", ""},
+    {"init --config {D}/cfg.json --force -o {D}/trained",
+     "-o = {D}/trained is invalid: is a directory that holds no checkpoint", ""},
     // forward: broken files
     {"forward --model {D}/trunc --tokens 1,2,3 --out {D}/o.npy", "is the file truncated?",
      "{D}/o.npy"},
@@ -183,6 +187,8 @@ const Row kRows[] = {
      "-o = {D}/nodir/conv is invalid: its directory {D}/nodir does not exist", "{D}/nodir/conv"},
     {"convert --model {D}/s --to hf -o {D}/text.txt/conv", "-o = {D}/text.txt/conv is invalid",
      "{D}/text.txt/conv"},
+    {"convert --model {D}/s --to hf -o {D}/c",
+     "-o = {D}/c is invalid: already exists (give --force to replace it)", ""},
     // train ({D}/trained: a 1-step micro run on {D}/para.txt; {D}/hi.txt: one short line)
     {"train --preset huge --plan standard --tokenizer byte -o {D}/tr",
      "--preset = huge is invalid: must be one of tiny, small", "{D}/tr"},

@@ -75,3 +75,37 @@ TEST_F(Teach, InitDrawsSmallWeightsSoPerplexityIsNearTheVocabulary) {
   EXPECT_LT(worst, 10.0);
   EXPECT_GT(worst, 0.0);
 }
+
+// One rule for the commands that write a model: an existing -o is refused unless --force.
+TEST_F(Teach, InitAndConvertRefuseAnExistingOutputUnlessForced) {
+  ASSERT_EQ(run_kvlab("init --model stories15m --seed 1 -o " + path("m")).status, 0);
+  const std::string weights = read_file(dir_ / "m" / "model.safetensors");
+  const RunResult again = run_kvlab("init --model stories15m --seed 2 -o " + path("m"));
+  EXPECT_EQ(again.status, 2) << again.output;
+  EXPECT_NE(again.output.find("-o = " + path("m") + " is invalid: already exists (give --force"),
+            std::string::npos)
+      << again.output;
+  EXPECT_EQ(read_file(dir_ / "m" / "model.safetensors"), weights) << "refused, yet changed";
+  const RunResult forced = run_kvlab("init --model stories15m --seed 2 --force -o " + path("m"));
+  ASSERT_EQ(forced.status, 0) << forced.output;
+  EXPECT_NE(read_file(dir_ / "m" / "model.safetensors"), weights) << "--force did not replace";
+
+  // --force never deletes a directory that is not a checkpoint.
+  fs::create_directories(dir_ / "notes");
+  std::ofstream(dir_ / "notes" / "todo.txt") << "keep me\n";
+  const RunResult notes = run_kvlab("init --model stories15m --force -o " + path("notes"));
+  EXPECT_EQ(notes.status, 2) << notes.output;
+  EXPECT_NE(notes.output.find("holds no checkpoint"), std::string::npos) << notes.output;
+  EXPECT_TRUE(fs::exists(dir_ / "notes" / "todo.txt"));
+
+  ASSERT_EQ(run_kvlab("convert --model " + path("m") + " --to hf -o " + path("hf")).status, 0);
+  const RunResult conv = run_kvlab("convert --model " + path("m") + " --to hf -o " + path("hf"));
+  EXPECT_EQ(conv.status, 2) << conv.output;
+  EXPECT_NE(conv.output.find("already exists (give --force"), std::string::npos) << conv.output;
+  const RunResult conv_forced =
+      run_kvlab("convert --model " + path("m") + " --to kvlab --force -o " + path("hf"));
+  EXPECT_EQ(conv_forced.status, 0) << conv_forced.output;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+  }
+}
