@@ -33,6 +33,7 @@ void run_generate(const GenerateArgs& o) {
   const std::vector<int> prompt = session.encode(o.run.prompt);
   std::printf("%s", printable(o.run.prompt).c_str());
   std::fflush(stdout);
+  set_stdout_mid_line(true);
   const GenerateResult r = session.generate(prompt, o.gen, [&](int tok) {
     std::printf("%s", printable(session.token_text(tok)).c_str());
     std::fflush(stdout);
@@ -46,6 +47,7 @@ void run_generate(const GenerateArgs& o) {
                human_bytes(static_cast<double>(session.kv_bytes_held())).c_str(),
                human_bytes(static_cast<double>(session.kv_bytes_allocated())).c_str());
   std::printf("\n");
+  set_stdout_mid_line(false);
   if (session.h2o_score_bytes() > 0) {
     std::fprintf(stderr, "[kvlab] H2O scores %s beside the K/V (scores and counts per held cell)\n",
                  human_bytes(static_cast<double>(session.h2o_score_bytes())).c_str());

@@ -109,3 +109,30 @@ TEST_F(Teach, InitAndConvertRefuseAnExistingOutputUnlessForced) {
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
   }
 }
+
+// CLI11's usage errors are one line and exit 2 like every other bad input (not 106, 109); --help
+// still exits 0.
+TEST(TeachErrors, UsageErrorsExitTwo) {
+  for (const char* args : {"plan standard --layers 4 --no-such-flag", "plan standard --layers x",
+                           "generate --prompt hi", "no-such-command", "init --seed"}) {
+    const RunResult r = run_kvlab(args);
+    EXPECT_EQ(r.status, 2) << "kvlab " << args << "\n" << r.output;
+    EXPECT_EQ(r.output.rfind("kvlab: error: ", 0), 0u) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  }
+  EXPECT_EQ(run_kvlab("generate --help").status, 0);
+  EXPECT_EQ(run_kvlab("--version").status, 0);
+}
+
+// generate echoes the prompt before it runs: an error after that starts a line of its own.
+TEST_F(Teach, AnErrorAfterTheEchoedPromptStartsItsOwnLine) {
+  ASSERT_EQ(run_kvlab("init --model stories15m --seed 1 -o " + path("m")).status, 0);
+  std::string prompt;
+  for (int i = 0; i < 40; ++i) prompt += "hi there ";
+  const RunResult r = run_kvlab("generate --model " + path("m") + " --context 16 --prompt '" +
+                                prompt + "' --max-new 2");
+  EXPECT_EQ(r.status, 2) << r.output;
+  const auto at = r.output.find("kvlab: error: ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_TRUE(at == 0 || r.output[at - 1] == '\n') << r.output;
+}
