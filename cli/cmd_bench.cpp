@@ -80,7 +80,7 @@ void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "bench", "Speed of the CPU reference (a preset or config.json: random weights)");
   cmd->add_option("mode", o->setup.mode, "decode | prefill | memory")->required();
-  add_run_options(cmd, o->run, kSchedule);
+  add_run_options(cmd, o->run, kSchedule | kTokenByToken);
   cmd->get_option("--model")->description(
       "Model preset or config.json (random weights), or a checkpoint as the other commands take");
   cmd->add_option("--context", o->setup.context,

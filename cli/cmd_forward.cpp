@@ -36,7 +36,7 @@ void run_forward(const ForwardArgs& o) {
 void add_forward_command(CLI::App& app) {
   auto o = std::make_shared<ForwardArgs>();
   auto* cmd = app.add_subcommand("forward", "Write the prefill logits [T, V] to a .npy file");
-  add_run_options(cmd, o->run, kPrompt | kForceNodiag | kSchedule);
+  add_run_options(cmd, o->run, kPrompt | kForceNodiag | kSchedule | kTokenByToken);
   cmd->add_option("--out", o->out, "Output .npy file")->required();
   cmd->callback([o] { run_forward(*o); });
 }

@@ -64,7 +64,8 @@ void run_generate(const GenerateArgs& o) {
 void add_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a checkpoint under a KV plan");
-  add_run_options(cmd, o->run, kContext | kPolicy | kBudget | kPositions | kSchedule);
+  add_run_options(cmd, o->run,
+                  kContext | kPolicy | kBudget | kPositions | kSchedule | kTokenByToken);
   cmd->add_option("--prompt", o->run.prompt, "Prompt text")->required();
   cmd->add_option("--max-new", o->gen.max_new, "Tokens to generate")->capture_default_str();
   cmd->add_option("--temperature", o->gen.temperature, "0 = greedy (deterministic)")

@@ -25,7 +25,7 @@ void run_ppl(const RunArgs& o) {
 void add_ppl_command(CLI::App& app) {
   auto o = std::make_shared<RunArgs>();
   auto* cmd = app.add_subcommand("ppl", "Perplexity of a text file");
-  add_run_options(cmd, *o, kContext | kTextFile | kSchedule);
+  add_run_options(cmd, *o, kContext | kTextFile | kSchedule | kTokenByToken);
   cmd->get_option("--text-file")->required();
   cmd->get_option("--context")
       ->description(

@@ -1,4 +1,5 @@
 // kvlab trace-prefill: watch LCKV's iterative prefill converge, one row per pass and target.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -28,6 +29,11 @@ void run_trace(const TraceArgs& o) {
     for (auto b : t.blocks) cb.push_back({b.first, b.last});
     j["cyclic_blocks"] = cb;
     j["passes_run"] = t.passes_run;
+    j["pass_limit"] = t.pass_limit;
+    // Per block: it stopped below the limit because pass T made every token exact.
+    nlohmann::json early = nlohmann::json::array();
+    for (int p : t.passes_run) early.push_back(p == t.tokens && p < t.pass_limit);
+    j["stopped_when_exact"] = early;
     j["passes"] = nlohmann::json::array();
     for (const auto& e : t.passes) j["passes"].push_back(prefill_pass_json(e));
     if (t.logits_rel_error >= 0) j["logits_rel_error_vs_exact"] = t.logits_rel_error;
@@ -54,7 +60,23 @@ void run_trace(const TraceArgs& o) {
   }
   std::printf("\npasses run per block:");
   for (int p : t.passes_run) std::printf(" %d", p);
-  std::printf("\n");
+  std::printf(" (at most %d)\n", t.pass_limit);
+  for (std::size_t b = 0; b < t.passes_run.size(); ++b) {
+    if (t.passes_run[b] != t.tokens || t.passes_run[b] >= t.pass_limit) continue;
+    // Exact only if the block's input was (an earlier block under --converge may stop sooner).
+    int exact = t.tokens;
+    for (const auto& e : t.passes) {
+      if (e.block == static_cast<int>(b) && e.pass == t.passes_run[b]) {
+        exact = std::min(exact, e.tokens_exact);
+      }
+    }
+    std::printf(
+        "block %zu stopped early after %d of at most %d passes: pass r fixes tokens 0..r-1, "
+        "so more passes would change nothing (%s)\n",
+        b, t.passes_run[b], t.pass_limit,
+        exact == t.tokens ? "every token is exact"
+                          : "an earlier block's output was not exact, so neither is this");
+  }
   if (t.logits_rel_error >= 0) {
     std::printf("logits vs token-by-token encoding: max relative error %.3e\n", t.logits_rel_error);
   }
@@ -67,6 +89,12 @@ void add_trace_prefill_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("trace-prefill",
                                  "Show LCKV's iterative prefill pass by pass (K/V deltas)");
   add_run_options(cmd, o->run, kPrompt | kTextFile | kSchedule);
+  // No --token-by-token here: it has no passes to show (--exact compares with it). The passes are
+  // an upper bound: a block stops once every token is exact.
+  cmd->get_option("--passes")
+      ->description(
+          "At most N iterative passes per cyclic block (default 9); a block stops after T passes "
+          "for a T-token prompt, when every token is exact");
   cmd->add_flag("--exact", o->exact, "Also encode token by token and show each pass's error");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->callback([o] { run_trace(*o); });

@@ -118,7 +118,10 @@ void add_run_options(CLI::App* cmd, RunArgs& a, unsigned which) {
                     "Upward plans: iterate until the largest relative K/V change < EPS");
     cmd->add_option("--max-passes", f.max_passes, "With --converge: at most N passes")
         ->capture_default_str();
-    cmd->add_flag("--token-by-token", f.token_by_token, "Upward plans: encode one token at a time");
+  }
+  if (which & kTokenByToken) {
+    cmd->add_flag("--token-by-token", a.schedule.token_by_token,
+                  "Upward plans: encode one token at a time");
   }
 }
 

@@ -13,15 +13,16 @@ namespace kvlab::cli {
 
 // Options a command takes besides the five every run command has.
 enum RunOption : unsigned {
-  kContext = 1u << 0,      // --context: the longest sequence
-  kPolicy = 1u << 1,       // --policy
-  kPositions = 1u << 2,    // --positions
-  kSchedule = 1u << 3,     // --passes, --converge, --max-passes, --token-by-token
-  kSqueeze = 1u << 4,      // --squeeze f0,f3
-  kPrompt = 1u << 5,       // --prompt, --tokens
-  kTextFile = 1u << 6,     // --text-file (with kPrompt: a third way to give the prompt)
-  kForceNodiag = 1u << 7,  // --force-nodiag
-  kBudget = 1u << 8,       // --budget
+  kContext = 1u << 0,       // --context: the longest sequence
+  kPolicy = 1u << 1,        // --policy
+  kPositions = 1u << 2,     // --positions
+  kSchedule = 1u << 3,      // --passes, --converge, --max-passes (with kTokenByToken: all four)
+  kSqueeze = 1u << 4,       // --squeeze f0,f3
+  kPrompt = 1u << 5,        // --prompt, --tokens
+  kTextFile = 1u << 6,      // --text-file (with kPrompt: a third way to give the prompt)
+  kForceNodiag = 1u << 7,   // --force-nodiag
+  kBudget = 1u << 8,        // --budget
+  kTokenByToken = 1u << 9,  // --token-by-token (commands that encode prompts, not trace-prefill)
 };
 
 // The LCKV prefill schedule flags.

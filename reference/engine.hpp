@@ -36,6 +36,10 @@ struct PrefillSchedule {
   int passes = 9;       // m + b (7 + 2 in the official code)
   double eps = 1e-4;    // converge: threshold on max |Δ| / max |value| over the block's targets
   int max_passes = 64;  // converge: cap
+  // fixed and converge: stop a block after T passes (a prompt of T tokens), even below the
+  // bound: pass r makes tokens 0..r-1 exact (§3), so pass T reached the block's fixed point and
+  // any further pass would repeat it. trace-prefill sets it; the default keeps the official count.
+  bool stop_when_exact = false;
 
   void validate() const;  // throws kvlab::Error naming --passes, --converge or --max-passes
 };

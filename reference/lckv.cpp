@@ -107,6 +107,7 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
       prev.v[b] = rows.v[b];
     }
     if (converged) break;
+    if (schedule_.stop_when_exact && pass >= T) break;  // every row at its fixed point
   }
   pass_ = 0;
   passes_run_.push_back(std::min(pass, max_passes));

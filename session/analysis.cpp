@@ -49,12 +49,16 @@ TraceReport trace_prefill(const Model<S>& model, const ref::EngineOptions& optio
          "trace-prefill shows iterative passes; use --exact to compare");
   }
   if (eo.schedule.mode == ref::PrefillMode::automatic) eo.schedule.mode = ref::PrefillMode::fixed;
+  // The passes are an upper bound: a block stops once pass T has made all T tokens exact.
+  eo.schedule.stop_when_exact = true;
   const int T = static_cast<int>(tokens.size());
   ref::Engine<S> engine(model.weights, eo);
   TraceReport rep;
   const KvPlan& plan = engine.plan();
   rep.map = plan.to_string();
   rep.tokens = T;
+  rep.pass_limit =
+      eo.schedule.mode == ref::PrefillMode::converge ? eo.schedule.max_passes : eo.schedule.passes;
   rep.blocks = plan.cyclic_blocks();
 
   std::vector<S> exact_logits;

@@ -128,7 +128,8 @@ struct TraceReport {
   std::string map;
   int tokens = 0;
   std::vector<CyclicBlock> blocks;
-  std::vector<int> passes_run;           // per cyclic block
+  int pass_limit = 0;                    // --passes N, or --max-passes with --converge
+  std::vector<int> passes_run;           // per cyclic block: at most min(pass_limit, tokens)
   std::vector<PrefillPassEvent> passes;  // one per pass and upward target
   double logits_rel_error = -1;          // vs token by token when `exact`; -1: not computed
 };
@@ -196,10 +197,12 @@ class Session {
   PplResult ppl(const std::vector<int>& tokens, int window = 0);
   // SqueezeAttention's analysis of a prompt; needs run_options().squeeze.enabled.
   SqueezeReport squeeze(const std::vector<int>& tokens);
-  // The iterative prefill of a prompt (an automatic schedule always iterates here; token by token
-  // is refused). `exact`: also encode token by token and report each pass's error and the logits'.
-  // Runs on engines of its own built from the session's weights and options (the session's
-  // observers see the traced prefill); the session's sequence is left as it was.
+  // The iterative prefill of a prompt (an automatic schedule always iterates here, 9 passes; token
+  // by token is refused). The passes are an upper bound: a block stops after T passes, when all T
+  // tokens are exact (ref::PrefillSchedule::stop_when_exact). `exact`: also encode token by token
+  // and report each pass's error and the logits'. Runs on engines of its own built from the
+  // session's weights and options (the session's observers see the traced prefill); the session's
+  // sequence is left as it was.
   TraceReport trace_prefill(const std::vector<int>& tokens, bool exact);
   // A task (passkey, mqar, ppl) under the session's plan, policy and budget.
   EvalResult eval(const EvalSetup& setup);

@@ -76,6 +76,41 @@ TEST_F(Teach, InitDrawsSmallWeightsSoPerplexityIsNearTheVocabulary) {
   EXPECT_GT(worst, 0.0);
 }
 
+// A 3-token prompt is exact after 3 passes: trace-prefill stops there and says so; --passes is an
+// upper bound (2 passes run 2); --token-by-token is not one of its options.
+TEST_F(Teach, TracePrefillStopsWhenEveryTokenIsExact) {
+  const RunResult init =
+      run_kvlab("init --model stories15m --plan lckv:2 --seed 1 -o " + path("m"));
+  ASSERT_EQ(init.status, 0) << init.output;
+  const std::string base = "trace-prefill --model " + path("m") + " --tokens 1,72,105";
+  const RunResult r = run_kvlab(base + " --exact");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("passes run per block: 3 (at most 9)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stopped early after 3 of at most 9 passes"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("every token is exact"), std::string::npos) << r.output;
+
+  const RunResult j = run_kvlab(base + " --json");
+  ASSERT_EQ(j.status, 0) << j.output;
+  const json t = json::parse(j.output);
+  EXPECT_EQ(t["passes_run"], json::array({3}));
+  EXPECT_EQ(t["pass_limit"], 9);
+  EXPECT_EQ(t["stopped_when_exact"], json::array({true}));
+  ASSERT_FALSE(t["passes"].empty());
+  EXPECT_EQ(t["passes"].back()["pass"], 3);
+  EXPECT_EQ(t["passes"].back()["tokens_exact"], 3);
+
+  const RunResult two = run_kvlab(base + " --passes 2 --json");
+  ASSERT_EQ(two.status, 0) << two.output;
+  EXPECT_EQ(json::parse(two.output)["passes_run"], json::array({2}));
+  EXPECT_EQ(json::parse(two.output)["stopped_when_exact"], json::array({false}));
+
+  const RunResult tbt = run_kvlab(base + " --token-by-token");
+  EXPECT_EQ(tbt.status, 2) << tbt.output;
+  EXPECT_NE(tbt.output.find("--token-by-token"), std::string::npos) << tbt.output;
+  EXPECT_EQ(run_kvlab("trace-prefill --help").output.find("--token-by-token"), std::string::npos);
+}
+
 // One rule for the commands that write a model: an existing -o is refused unless --force.
 TEST_F(Teach, InitAndConvertRefuseAnExistingOutputUnlessForced) {
   ASSERT_EQ(run_kvlab("init --model stories15m --seed 1 -o " + path("m")).status, 0);
