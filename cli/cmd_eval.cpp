@@ -8,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/eval_options.hpp"
+#include "cli/run_options.hpp"
 
 namespace kvlab::cli {
 
@@ -30,11 +31,58 @@ struct EvalArgs {
   bool json = false;
 };
 
+// `text` with its middle replaced by "[... N bytes ...]" when longer than 2 * keep bytes (cut at
+// UTF-8 character boundaries).
+std::string shorten_middle(const std::string& text, std::size_t keep) {
+  if (text.size() <= 2 * keep + 32) return text;
+  auto boundary = [&](std::size_t at) {
+    while (at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) ++at;
+    return at;
+  };
+  const std::size_t head = boundary(keep), tail = boundary(text.size() - keep);
+  return text.substr(0, head) + " [... " + std::to_string(tail - head) + " bytes ...] " +
+         text.substr(tail);
+}
+
+// On one line: printable() with newlines and tabs escaped too.
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (char ch : printable(text)) {
+    if (ch == '\n') {
+      out += "\\n";
+    } else if (ch == '\t') {
+      out += "\\t";
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string ids_text(const std::vector<int>& ids) {
+  std::string s;
+  for (int id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
+  return s;
+}
+
 void run_eval_command(const EvalArgs& o) {
   Session session = load_session(o.run);
   const EvalResult r = session.eval(o.setup);
+  const std::string plan = session.plan_spec(), map = session.plan().to_string();
   if (o.json) {
+    nlohmann::json shown = nlohmann::json::array();
+    for (const EvalExample& e : r.shown) {
+      shown.push_back({{"prompt", session.decode(e.prompt)},
+                       {"prompt_tokens", e.prompt.size()},
+                       {"expected", e.expected},
+                       {"expected_text", session.decode(e.expected)},
+                       {"produced", e.produced},
+                       {"produced_text", session.decode(e.produced)},
+                       {"correct", e.correct}});
+    }
     std::cout << nlohmann::json{{"task", o.setup.task},
+                                {"plan", plan},
+                                {"map", map},
                                 {"policy", o.run.policy},
                                 {"budget", o.run.budget},
                                 {"squeeze", o.run.squeeze},
@@ -43,14 +91,29 @@ void run_eval_command(const EvalArgs& o) {
                                 {"accuracy", r.accuracy()},
                                 {"perplexity", r.perplexity()},
                                 {"kv_bytes_held", r.kv_bytes_held},
-                                {"kv_bytes_full", r.kv_bytes_full}}
-                     .dump(2)
+                                {"kv_bytes_full", r.kv_bytes_full},
+                                {"examples", shown}}
+                     // decoded task tokens need not be valid UTF-8 (mqar's random ids)
+                     .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";
     return;
   }
-  std::printf("task %s, %d examples, policy %s, budget %s%s\n", o.setup.task.c_str(), o.setup.n,
-              o.run.policy.c_str(), o.run.budget.empty() ? "(all)" : o.run.budget.c_str(),
+  std::printf("task %s, %d examples, plan %s (%s), policy %s, budget %s%s\n", o.setup.task.c_str(),
+              o.setup.n, plan.c_str(), map.c_str(), o.run.policy.c_str(),
+              o.run.budget.empty() ? "(all)" : o.run.budget.c_str(),
               o.run.squeeze.empty() ? "" : (", squeeze " + o.run.squeeze).c_str());
+  for (std::size_t i = 0; i < r.shown.size(); ++i) {
+    const EvalExample& e = r.shown[i];
+    std::printf("example %zu: %zu prompt tokens, %d of %zu answer tokens right\n", i + 1,
+                e.prompt.size(), e.correct, e.expected.size());
+    std::printf("  prompt:   %s\n", one_line(shorten_middle(session.decode(e.prompt), 80)).c_str());
+    std::printf("  expected: %s  [%s]\n",
+                one_line(shorten_middle(session.decode(e.expected), 60)).c_str(),
+                shorten_middle(ids_text(e.expected), 60).c_str());
+    std::printf("  produced: %s  [%s]\n",
+                one_line(shorten_middle(session.decode(e.produced), 60)).c_str(),
+                shorten_middle(ids_text(e.produced), 60).c_str());
+  }
   std::printf("accuracy %.3f (%d of %d)   perplexity %.4g\n", r.accuracy(), r.correct, r.scored,
               r.perplexity());
   if (!o.run.squeeze.empty() && o.run.policy.rfind("streaming", 0) == 0) {
@@ -67,6 +130,10 @@ void add_eval_command(CLI::App& app) {
   auto o = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "Run a task under a plan, a policy and a KV budget");
   add_eval_options(cmd, o->run, o->setup, kPolicy | kBudget);
+  cmd->add_option("--show", o->setup.show,
+                  "Print the first N examples: the decoded prompt up to the answer (its middle cut "
+                  "when long), the expected answer and the model's greedy answer (each token given "
+                  "the true ones before it)");
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->callback([o] { run_eval_command(*o); });
 }

@@ -160,6 +160,7 @@ TaskScore run_task(Engine<S>& engine, const TaskExample& ex) {
         static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     score.nll += token_nll(logits.data(), static_cast<long>(logits.size()), ex.answer[i]);
     score.correct += best == ex.answer[i];
+    score.predicted.push_back(best);
     ++score.scored;
   }
   return score;

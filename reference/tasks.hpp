@@ -46,6 +46,7 @@ struct TaskScore {
   int scored = 0;
   double nll = 0;                  // summed over scored tokens (perplexity tasks)
   std::int64_t kv_bytes_held = 0;  // after the context (when the queries begin)
+  std::vector<int> predicted;      // the greedy token at each scored position, in order
 };
 
 // The negative log-likelihood (nats) of `target` under softmax(logits): logits (V). The one NLL

@@ -19,6 +19,9 @@ template <typename S>
 EvalResult eval(ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSetup& o) {
   const ModelConfig& c = engine.config();
   if (o.n < 1 || o.n > 10000) fail("--n", std::to_string(o.n), "must be in [1, 10000]");
+  if (o.show < 0 || o.show > o.n) {
+    fail("--show", std::to_string(o.show), "must be in [0, --n = " + std::to_string(o.n) + "]");
+  }
   std::vector<ref::TaskExample> examples;
   const int max_len = engine.context();
   const int length = o.length > 0 ? o.length : std::min(256, max_len / 2);
@@ -61,6 +64,22 @@ EvalResult eval(ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSe
     r.correct += s.correct;
     r.scored += s.scored;
     r.nll += s.nll;
+    if (static_cast<int>(r.shown.size()) < o.show) {
+      EvalExample e;
+      // The prompt up to the first scored position: the answer tokens fed after it are shown as
+      // the expected answer, not as prompt.
+      e.prompt = ex.context;
+      for (std::size_t i = 0; i < ex.query.size(); ++i) {
+        e.prompt.push_back(ex.query[i]);
+        if (ex.answer[i] >= 0) break;
+      }
+      for (int a : ex.answer) {
+        if (a >= 0) e.expected.push_back(a);
+      }
+      e.produced = s.predicted;
+      e.correct = s.correct;
+      r.shown.push_back(std::move(e));
+    }
     r.kv_bytes_held += static_cast<double>(s.kv_bytes_held) / examples.size();
     // The same context with nothing evicted: core's accounting (§7; sliding banks keep their
     // window), not a formula of its own.

@@ -147,6 +147,8 @@ const Row kRows[] = {
      "--pairs/--queries = 16/100 is invalid", ""},
     {"eval --model {D}/s --task ppl", "--text-file = (none) is invalid", ""},
     {"eval --model {D}/s --task chess", "--task = chess is invalid", ""},
+    {"eval --model {D}/s --task mqar --length 40 --n 2 --show 3",
+     "--show = 3 is invalid: must be in [0, --n = 2]", ""},
     // sweep
     {"sweep --model {D}/s --task mqar --length 40 --n 1 --policies window,lru --budgets 0.5 "
      "--out {D}/sw.csv",

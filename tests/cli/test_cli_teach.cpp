@@ -171,3 +171,40 @@ TEST_F(Teach, AnErrorAfterTheEchoedPromptStartsItsOwnLine) {
   ASSERT_NE(at, std::string::npos) << r.output;
   EXPECT_TRUE(at == 0 || r.output[at - 1] == '\n') << r.output;
 }
+
+// eval --show N prints N examples (prompt, expected and produced answer) and the plan it ran.
+TEST_F(Teach, EvalShowsExamplesAndThePlan) {
+  ASSERT_EQ(run_kvlab("init --model stories15m --plan cla:2 --seed 3 -o " + path("m")).status, 0);
+  const std::string base = "eval --model " + path("m") + " --task passkey --length 200 --n 3";
+  const RunResult r = run_kvlab(base + " --show 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("plan cla:2 (0_0_2_2_4_4)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("example 1: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("example 2: "), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("example 3: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("  prompt:   "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" bytes ...] "), std::string::npos) << "a long prompt is shortened";
+  EXPECT_NE(r.output.find("What is the pass key? The pass key is"), std::string::npos)
+      << "the prompt's end is kept";
+  EXPECT_NE(r.output.find("  expected: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("  produced: "), std::string::npos) << r.output;
+
+  const RunResult j = run_kvlab(base + " --show 1 --json");
+  ASSERT_EQ(j.status, 0) << j.output;
+  const json e = json::parse(j.output);
+  EXPECT_EQ(e["plan"], "cla:2");
+  EXPECT_EQ(e["map"], "0_0_2_2_4_4");
+  ASSERT_EQ(e["examples"].size(), 1u);
+  const json& ex = e["examples"][0];
+  EXPECT_EQ(ex["expected"].size(), ex["produced"].size());
+  EXPECT_FALSE(ex["expected"].empty());
+  EXPECT_NE(ex["prompt"].get<std::string>().find("The pass key is"), std::string::npos);
+  int right = 0;
+  for (std::size_t i = 0; i < ex["expected"].size(); ++i)
+    right += ex["expected"][i] == ex["produced"][i];
+  EXPECT_EQ(ex["correct"], right);
+
+  const RunResult many = run_kvlab(base + " --show 4");
+  EXPECT_EQ(many.status, 2) << many.output;
+  EXPECT_NE(many.output.find("--show = 4 is invalid"), std::string::npos) << many.output;
+}
