@@ -51,7 +51,9 @@ void run_init(const InitOptions& o) {
 
 void add_init_command(CLI::App& app) {
   auto o = std::make_shared<InitOptions>();
-  auto* cmd = app.add_subcommand("init", "Write a checkpoint with random weights");
+  auto* cmd = app.add_subcommand("init",
+                                 "Write a checkpoint with random weights (GPT-2's init: N(0, "
+                                 "0.02^2), residual projections / sqrt(2L))");
   cmd->add_option("--model", o->model, "Model preset (e.g. stories15m)");
   cmd->add_option("--config", o->config, "A Hugging Face config.json");
   cmd->add_option("--plan", o->plan, "KV plan (only its KV layers get W_K, W_V)")
