@@ -115,14 +115,18 @@ void run_zoo_command(ZooArgs& a) {
       case ZooEvent::Kind::entry_done:
       case ZooEvent::Kind::entry_skipped: {
         const ZooRow& r = *e.row;
+        auto share = [](double v) {
+          char buf[16];
+          std::snprintf(buf, sizeof buf, "%.2f", v);
+          return v < 0 ? std::string("n/a") : std::string(buf);
+        };
         std::printf(
-            "%s: %sval loss %.4f (ppl %.2f), %s KV bytes/token, %lld tok/s, %d prefill "
-            "passes, passkey %s / %s\n",
+            "%s: %sval loss %.4f (ppl %.2f), %s KV bytes/token, %lld tok/s, %d prefill passes, "
+            "passkey %s full / %s evicting\n",
             head.c_str(), e.kind == ZooEvent::Kind::entry_skipped ? "measured already: " : "",
             r.val_loss, r.val_ppl, group_digits(r.kv_bytes_per_token).c_str(),
             static_cast<long long>(std::llround(r.train_tokens_per_s)), r.prefill_passes,
-            r.passkey_full < 0 ? "n/a" : std::to_string(r.passkey_full).substr(0, 4).c_str(),
-            r.passkey_evict < 0 ? "n/a" : std::to_string(r.passkey_evict).substr(0, 4).c_str());
+            share(r.passkey_full).c_str(), share(r.passkey_evict).c_str());
         break;
       }
     }
