@@ -11,6 +11,7 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <chrono>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -73,6 +74,32 @@ struct ScriptRunner {
   bool done() const { return next >= lines.size() && frames_left == 0 && capture_in < 0; }
 };
 
+// What a frame showed: the panels that drew content, the named rectangles, the worker's state and
+// the numbers behind the bars (the tests compare them with the pixels of the screenshot).
+nlohmann::json frame_record(const std::string& path, const Frame& f, const DrawLog& log, int w,
+                            int h) {
+  nlohmann::json r;
+  r["path"] = path;
+  r["size"] = {w, h};
+  r["panels"] = log.panels;
+  nlohmann::json rects = nlohmann::json::object();
+  for (const auto& [name, x] : log.rects) rects[name] = {x.x, x.y, x.w, x.h};
+  r["rects"] = rects;
+  const WorkerState& s = f.worker;
+  r["worker"] = {{"loaded", s.loaded},   {"model", s.model},
+                 {"format", s.format},   {"plan", s.plan_spec},
+                 {"map", s.plan_text},   {"error", s.error},
+                 {"note", s.note},       {"position", s.position},
+                 {"running", s.running}, {"generated", s.generated_pieces.size()}};
+  r["footprint"] = {{"bytes_held", f.footprint.bytes_held},
+                    {"standard_bytes", f.footprint.standard_bytes},
+                    {"banks", f.footprint.banks},
+                    {"steps", f.footprint.history.size()}};
+  r["lckv"] = {{"series", f.convergence.series.size()}, {"passes", f.convergence.passes}};
+  r["squeeze"] = {{"layers", f.squeeze.cos_sim.size()}, {"clustered", f.squeeze.clustered}};
+  return r;
+}
+
 }  // namespace
 
 std::string default_model() {
@@ -125,6 +152,7 @@ int run_viz(const VizOptions& o) {
 
   nlohmann::json report;
   report["screenshots"] = nlohmann::json::array();
+  report["captures"] = nlohmann::json::array();
   std::vector<double> frame_ms;
   int frames = 0;
   {
@@ -229,6 +257,9 @@ int run_viz(const VizOptions& o) {
 
       ImGui_ImplOpenGL3_NewFrame();
       ImGui_ImplGlfw_NewFrame();
+      // Headless runs ignore the pointer (under Xvfb it sits mid-screen and would raise tooltips
+      // in the screenshots).
+      if (headless) io.MousePos = ImVec2(-FLT_MAX, -FLT_MAX);
       ImGui::NewFrame();
       log = DrawLog{};
       const PanelLayout lay = panel_layout(io.DisplaySize.x, io.DisplaySize.y);
@@ -250,6 +281,7 @@ int run_viz(const VizOptions& o) {
       if (script.capture_in == 0) {
         write_screenshot(script.capture_path, fw, fh);
         report["screenshots"].push_back(script.capture_path);
+        report["captures"].push_back(frame_record(script.capture_path, f, log, fw, fh));
         script.capture_in = -1;
       } else if (script.capture_in > 0) {
         --script.capture_in;
@@ -262,6 +294,7 @@ int run_viz(const VizOptions& o) {
       if (last_frame && !o.screenshot.empty()) {
         write_screenshot(o.screenshot, fw, fh);
         report["screenshots"].push_back(o.screenshot);
+        report["captures"].push_back(frame_record(o.screenshot, f, log, fw, fh));
       }
       glfwSwapBuffers(window);
       const auto now = std::chrono::steady_clock::now();
@@ -272,33 +305,13 @@ int run_viz(const VizOptions& o) {
 
     // ---- the report: what the last frame showed
     if (!o.report.empty()) {
-      const WorkerState& s = f.worker;
       report["frames"] = frames;
       if (frame_ms.size() > 1) frame_ms.erase(frame_ms.begin());  // the first includes start-up
       report["frame_ms"] = {{"p50", percentile(frame_ms, 0.5)},
                             {"p95", percentile(frame_ms, 0.95)},
                             {"max", percentile(frame_ms, 1.0)}};
-      report["panels"] = log.panels;
-      nlohmann::json rects = nlohmann::json::object();
-      for (const auto& [name, r] : log.rects) rects[name] = {r.x, r.y, r.w, r.h};
-      report["rects"] = rects;
-      report["window"] = {io.DisplaySize.x, io.DisplaySize.y};
-      report["worker"] = {{"loaded", s.loaded},
-                          {"model", s.model},
-                          {"format", s.format},
-                          {"plan", s.plan_spec},
-                          {"map", s.plan_text},
-                          {"error", s.error},
-                          {"note", s.note},
-                          {"position", s.position},
-                          {"generated", s.generated_pieces.size()}};
-      report["footprint"] = {{"bytes_held", f.footprint.bytes_held},
-                             {"standard_bytes", f.footprint.standard_bytes},
-                             {"banks", f.footprint.banks},
-                             {"steps", f.footprint.history.size()}};
-      report["lckv"] = {{"series", f.convergence.series.size()}, {"passes", f.convergence.passes}};
-      report["squeeze"] = {{"layers", f.squeeze.cos_sim.size()},
-                           {"clustered", f.squeeze.clustered}};
+      report["last_frame"] = frame_record("", f, log, static_cast<int>(io.DisplaySize.x),
+                                          static_cast<int>(io.DisplaySize.y));
       report["script_lines_run"] = script.next;
     }
   }

@@ -25,6 +25,7 @@ void draw_controls_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, 
     ImGui::End();
     return;
   }
+  log.panels["controls"] = false;  // rendered; true once it shows more than its hint
   const WorkerState& s = f.worker;
   const bool typing = ImGui::GetIO().WantTextInput;
 
@@ -141,9 +142,9 @@ void draw_controls_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, 
     ImGui::Text("sequence %d / %d tokens", s.position, s.context);
     ImGui::ProgressBar(s.context > 0 ? static_cast<float>(s.position) / s.context : 0,
                        ImVec2(-1, 0), "");
-    ImGui::Text("KV held %s of %s allocated",
-                human_bytes(static_cast<double>(s.kv_bytes_held)).c_str(),
-                human_bytes(static_cast<double>(s.kv_bytes_allocated)).c_str());
+    ImGui::TextWrapped("KV held %s of %s allocated",
+                       human_bytes(static_cast<double>(s.kv_bytes_held)).c_str(),
+                       human_bytes(static_cast<double>(s.kv_bytes_allocated)).c_str());
     ImGui::Text("weights %s", human_bytes(static_cast<double>(s.weight_bytes)).c_str());
     if (s.tokens_per_second > 0) ImGui::Text("decode %.1f tokens/s", s.tokens_per_second);
   }

@@ -3,6 +3,8 @@
 // budget under each column, the plan's total beside the standard plan's on the same tokens, and
 // the total over the run.
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <string>
 
 #include "visualizer/panels.hpp"
@@ -18,6 +20,7 @@ void draw_footprint_panel(const Rect& r, const Frame& f, DrawLog& log) {
     ImGui::End();
     return;
   }
+  log.panels["footprint"] = false;  // rendered; true once it shows more than its hint
   const Footprint& fp = f.footprint;
   if (fp.columns.empty()) {
     ImGui::TextWrapped("Nothing held yet: prefill a prompt (Controls, or key P).");
@@ -46,7 +49,7 @@ void draw_footprint_panel(const Rect& r, const Frame& f, DrawLog& log) {
   const float label_h = ImGui::GetTextLineHeight();
   const float gauge_h = 4;
   const float base = p0.y + chart_h - label_h - gauge_h - 4;  // bars grow up from here
-  const float top = p0.y + label_h + 2;
+  const float top = p0.y + label_h * 2 + 4;                   // room for two rows of total labels
   const float bar_space = base - top;
   const float cols_w = avail.x * 0.72f;
   const ImVec2 mouse = ImGui::GetMousePos();
@@ -97,6 +100,7 @@ void draw_footprint_panel(const Rect& r, const Frame& f, DrawLog& log) {
     const char* key;
   } totals[2] = {{"plan", fp.plan_height, fp.bytes_held, colour::kv_layer, "plan"},
                  {"standard", fp.standard_height, fp.standard_bytes, colour::standard, "standard"}};
+  float last_label_right = -1e9f, last_label_y = -1e9f;
   for (int i = 0; i < 2; ++i) {
     const float x = tx + tw * static_cast<float>(i) + (tw - tbw) / 2;
     const float h = static_cast<float>(totals[i].height) * bar_space;
@@ -105,8 +109,14 @@ void draw_footprint_panel(const Rect& r, const Frame& f, DrawLog& log) {
     log.rect(std::string("footprint.total.") + totals[i].key, a, z);
     const std::string b = human_bytes(static_cast<double>(totals[i].bytes));
     const ImVec2 bs = ImGui::CalcTextSize(b.c_str());
-    dl->AddText(ImVec2(x + tbw / 2 - bs.x / 2, a.y - label_h - 1), IM_COL32(255, 255, 255, 255),
-                b.c_str());
+    ImVec2 at(x + tbw / 2 - bs.x / 2, a.y - label_h - 1);
+    // Two labels side by side at about the same height would overlap: lift the second one.
+    if (i == 1 && at.x < last_label_right + 4 && std::abs(at.y - last_label_y) < label_h) {
+      at.y = last_label_y - label_h;
+    }
+    dl->AddText(at, IM_COL32(255, 255, 255, 255), b.c_str());
+    last_label_right = at.x + bs.x;
+    last_label_y = at.y;
     const ImVec2 ls = ImGui::CalcTextSize(totals[i].label);
     dl->AddText(ImVec2(x + tbw / 2 - ls.x / 2, base + gauge_h + 4), colour::text_dim,
                 totals[i].label);
@@ -120,7 +130,7 @@ void draw_footprint_panel(const Rect& r, const Frame& f, DrawLog& log) {
     std::snprintf(overlay, sizeof overlay, "total held per step (%zu steps)", fp.history.size());
     ImGui::SetNextItemWidth(avail.x);  // 1.86 draws nothing for a width of -1
     ImGui::PlotLines("##history", fp.history.data(), static_cast<int>(fp.history.size()), 0,
-                     overlay, 0.0f, FLT_MAX, ImVec2(avail.x, history_h));
+                     overlay, FLT_MAX, FLT_MAX, ImVec2(avail.x, history_h));
   } else {
     ImGui::TextDisabled("step or run to see the total grow token by token");
   }

@@ -18,14 +18,15 @@ void draw_graph_panel(const Rect& r, const Frame& f, DrawLog& log) {
     ImGui::End();
     return;
   }
+  log.panels["graph"] = false;  // rendered; true once it shows more than its hint
   const PlanDiagram& d = f.worker.diagram;
   if (d.layers == 0) {
     ImGui::TextWrapped("No model loaded yet.");
     ImGui::End();
     return;
   }
-  ImGui::Text("%d layers, %zu KV layers, %zu upward edges, %zu cyclic blocks", d.layers,
-              d.kv_layers.size(), d.upward_edges.size(), d.cyclic_blocks.size());
+  ImGui::TextWrapped("%d layers, %zu KV layers, %zu upward edges, %zu cyclic blocks", d.layers,
+                     d.kv_layers.size(), d.upward_edges.size(), d.cyclic_blocks.size());
   const ImVec2 p0 = ImGui::GetCursorScreenPos();
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   if (avail.x < 40 || avail.y < 40) {

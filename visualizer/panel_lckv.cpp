@@ -17,6 +17,7 @@ void draw_lckv_panel(const Rect& r, const Frame& f, Controls& c, DrawLog& log) {
     ImGui::End();
     return;
   }
+  log.panels["lckv"] = false;  // rendered; true once it shows more than its hint
   const Convergence& cv = f.convergence;
   if (cv.series.empty()) {
     if (f.worker.diagram.upward_edges.empty()) {

@@ -18,6 +18,7 @@ void draw_squeeze_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, D
     ImGui::End();
     return;
   }
+  log.panels["squeeze"] = false;  // rendered; true once it shows more than its hint
   bool changed = ImGui::Checkbox("budgets", &c.squeeze);
   help_marker(
       "On: every bank keeps a budget from its cluster (policy window unless you chose "

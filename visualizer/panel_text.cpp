@@ -34,6 +34,7 @@ void draw_text_panel(const Rect& r, const Frame& f, DrawLog& log) {
     ImGui::End();
     return;
   }
+  log.panels["text"] = false;  // rendered; true once it shows more than its hint
   const WorkerState& s = f.worker;
   if (s.prompt_pieces.empty()) {
     ImGui::TextDisabled("no sequence yet");

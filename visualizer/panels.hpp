@@ -55,7 +55,7 @@ struct Controls {
 // What the panels drew this frame, for `--report` and the tests: the panels that showed content
 // and the screen rectangles of named items (the footprint's bars).
 struct DrawLog {
-  std::map<std::string, bool> panels;  // panel -> drew content (not only its explanation)
+  std::map<std::string, bool> panels;  // every panel drawn -> it showed content (not only a hint)
   std::map<std::string, Rect> rects;
   void rect(const std::string& name, ImVec2 a, ImVec2 b) {
     rects[name] = {a.x, a.y, b.x - a.x, b.y - a.y};
