@@ -16,13 +16,24 @@ namespace {
 namespace fs = std::filesystem;
 
 struct ConvertOptions {
-  std::string model, to, out, plan;
+  std::string model, to, out, plan, dtype = "f32";
 };
+
+TensorDtype parse_store_dtype(const std::string& name) {
+  if (name == "f32") return TensorDtype::F32;
+  if (name == "f16") return TensorDtype::F16;
+  if (name == "bf16") return TensorDtype::BF16;
+  fail("--dtype", name, "must be f32, f16 or bf16");
+}
 
 void run_convert(const ConvertOptions& o) {
   const ref::CheckpointFormat to = ref::parse_checkpoint_format("--to", o.to);
   if (!o.plan.empty() && to != ref::CheckpointFormat::kvlab) {
     fail("--plan", o.plan, "a sharing plan can only be written as a kvlab checkpoint (--to kvlab)");
+  }
+  const TensorDtype store = parse_store_dtype(o.dtype);
+  if (store != TensorDtype::F32 && to == ref::CheckpointFormat::llama2c) {
+    fail("--dtype", o.dtype, "llama2.c's legacy .bin holds float32 only (use --dtype f32)");
   }
   std::error_code ec;
   if (fs::exists(o.out, ec)) {
@@ -53,9 +64,9 @@ void run_convert(const ConvertOptions& o) {
       ref::save_llama2c(tmp.string(), w);
     } else {
       if (to == ref::CheckpointFormat::kvlab) {
-        ref::save_checkpoint(tmp.string(), w, meta);
+        ref::save_checkpoint(tmp.string(), w, meta, store);
       } else {
-        ref::save_hf_checkpoint(tmp.string(), w);
+        ref::save_hf_checkpoint(tmp.string(), w, store);
       }
       // The Hugging Face tokenizer travels with the model.
       if (from != ref::CheckpointFormat::llama2c) {
@@ -74,10 +85,10 @@ void run_convert(const ConvertOptions& o) {
     fs::remove_all(tmp, ec);
     throw;
   }
-  std::printf("wrote %s (%s, from %s): %d layers, plan %s, %.2f M parameters\n", o.out.c_str(),
-              ref::checkpoint_format_name(to), ref::checkpoint_format_name(from),
-              w.config.num_hidden_layers, w.plan.to_string().c_str(),
-              static_cast<double>(w.bytes()) / sizeof(float) / 1e6);
+  std::printf("wrote %s (%s %s, from %s): %d layers, plan %s, %.2f M parameters\n", o.out.c_str(),
+              ref::checkpoint_format_name(to), tensor_dtype_name(store),
+              ref::checkpoint_format_name(from), w.config.num_hidden_layers,
+              w.plan.to_string().c_str(), static_cast<double>(w.bytes()) / sizeof(float) / 1e6);
 }
 
 }  // namespace
@@ -95,6 +106,9 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("--plan", o->plan,
                   "Write a kvlab checkpoint for this sharing plan: each KV layer's W_K, W_V are "
                   "the mean of its readers' (needs a standard source)");
+  cmd->add_option("--dtype", o->dtype,
+                  "Weights' storage for kvlab and hf: f32 (default), f16 or bf16 (rounded to "
+                  "nearest even; a weight too large for f16 is a named error)");
   cmd->callback([o] { run_convert(*o); });
 }
 

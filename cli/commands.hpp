@@ -21,6 +21,7 @@ void add_convert_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_corpus_command(CLI::App& app);
 void add_grad_command(CLI::App& app);
+void add_models_command(CLI::App& app);
 void add_viz_command(CLI::App& app);
 
 // Every command but `demo` (the demo runs these through a fresh application, as if typed).
@@ -40,6 +41,7 @@ inline void add_work_commands(CLI::App& app) {
   add_train_command(app);
   add_corpus_command(app);
   add_grad_command(app);
+  add_models_command(app);
   add_viz_command(app);
 }
 

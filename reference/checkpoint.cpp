@@ -481,7 +481,7 @@ ModelWeights<S> load_llama2c(const std::string& path, CheckpointMeta* meta) {
 }
 
 void save_impl(const std::string& dir, const ModelWeights<float>& w, const CheckpointMeta& meta,
-               bool interleaved, bool kvlab_section) {
+               bool interleaved, bool kvlab_section, TensorDtype store) {
   check_weights(w);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -501,11 +501,13 @@ void save_impl(const std::string& dir, const ModelWeights<float>& w, const Check
           /*inverse=*/true));
       data = &permuted.back();
     }
-    refs.push_back({spec.name, spec.shape, std::span<const float>(*data)});
+    refs.push_back({spec.name, spec.shape, std::span<const float>(*data), store});
   }
   const fs::path st = fs::path(dir) / "model.safetensors";
   write_safetensors(st.string(), refs, {{"format", "pt"}});
   nlohmann::json j = config_to_json(c);
+  if (store == TensorDtype::F16) j["torch_dtype"] = "float16";
+  if (store == TensorDtype::BF16) j["torch_dtype"] = "bfloat16";
   if (kvlab_section) {
     j["kvlab"] = {{"plan", w.plan.to_string()},
                   {"plan_spec", meta.plan_spec.empty() ? w.plan.to_string() : meta.plan_spec},
@@ -567,22 +569,22 @@ ModelWeights<S> load_checkpoint(const std::string& path, CheckpointMeta* meta) {
 }
 
 void save_checkpoint(const std::string& dir, const ModelWeights<float>& w,
-                     const CheckpointMeta& meta) {
-  save_impl(dir, w, meta, false, true);
+                     const CheckpointMeta& meta, TensorDtype store) {
+  save_impl(dir, w, meta, false, true, store);
 }
 
 void save_checkpoint_interleaved(const std::string& dir, const ModelWeights<float>& w,
                                  const CheckpointMeta& meta) {
-  save_impl(dir, w, meta, true, true);
+  save_impl(dir, w, meta, true, true, TensorDtype::F32);
 }
 
-void save_hf_checkpoint(const std::string& dir, const ModelWeights<float>& w) {
+void save_hf_checkpoint(const std::string& dir, const ModelWeights<float>& w, TensorDtype store) {
   if (!is_standard(w.plan, w.config.num_hidden_layers)) {
     fail("--to hf", "plan " + w.plan.to_string(),
          "a Hugging Face Llama has W_K, W_V in every layer and no sliding layers: only the "
          "standard plan can be written (use --to kvlab)");
   }
-  save_impl(dir, w, {}, false, false);
+  save_impl(dir, w, {}, false, false, store);
 }
 
 void save_llama2c(const std::string& path, const ModelWeights<float>& w) {

@@ -13,6 +13,7 @@
 
 #include <string>
 
+#include "core/formats/safetensors.hpp"
 #include "reference/weights.hpp"
 
 namespace kvlab::ref {
@@ -43,10 +44,11 @@ CheckpointFormat detect_checkpoint_format(const std::string& path);
 template <typename S>
 ModelWeights<S> load_checkpoint(const std::string& path, CheckpointMeta* meta = nullptr);
 
-// Writes model.safetensors (F32) then config.json, each atomically; creates `dir` if needed.
-// On failure nothing partial is left behind.
+// Writes model.safetensors (F32, or `store`: F16 or BF16, rounded to nearest even) then
+// config.json, each atomically; creates `dir` if needed. On failure (e.g. a weight too large for
+// F16) nothing partial is left behind.
 void save_checkpoint(const std::string& dir, const ModelWeights<float>& w,
-                     const CheckpointMeta& meta = {});
+                     const CheckpointMeta& meta = {}, TensorDtype store = TensorDtype::F32);
 
 // As save_checkpoint, but writes W_Q and W_K rows in interleaved pairing and says so in the
 // config (used to prove both pairings load to the same model).
@@ -54,7 +56,8 @@ void save_checkpoint_interleaved(const std::string& dir, const ModelWeights<floa
                                  const CheckpointMeta& meta = {});
 
 // A plain Hugging Face Llama directory (no kvlab section). The plan must be standard.
-void save_hf_checkpoint(const std::string& dir, const ModelWeights<float>& w);
+void save_hf_checkpoint(const std::string& dir, const ModelWeights<float>& w,
+                        TensorDtype store = TensorDtype::F32);
 
 // A llama2.c legacy .bin, written atomically. The plan must be standard, rope_theta 10000 and
 // rms_norm_eps 1e-5 (llama2.c's run.c hard-codes both); throws kvlab::Error otherwise.

@@ -252,6 +252,34 @@ float bf16_to_f32(uint16_t h) {
   return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
 }
 
+uint16_t f32_to_f16(float x) {
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  const auto sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  const uint32_t a = bits & 0x7fffffffu;
+  if (a >= 0x7f800000u) {  // infinity, or NaN with the payload's top bits (kept quiet)
+    if (a == 0x7f800000u) return sign | 0x7c00u;
+    return sign | 0x7e00u | static_cast<uint16_t>((a & 0x7fffffu) >> 13);
+  }
+  if (a >= 0x477ff000u) return sign | 0x7c00u;  // 65520 and above round to infinity
+  if (a < 0x38800000u) {  // below 2^-14: a subnormal half, round(|x| * 2^24) ulps (1024 = 2^-14)
+    const float ulps = std::nearbyint(std::bit_cast<float>(a) * 16777216.0f);
+    return sign | static_cast<uint16_t>(ulps);
+  }
+  // A normal half: rebias the exponent (127 -> 15), round 23 mantissa bits to 10, ties to even;
+  // a carry out of the mantissa moves into the exponent, as it should.
+  const uint32_t rebiased = a - 0x38000000u;
+  const uint32_t rounded = rebiased + 0xfffu + ((rebiased >> 13) & 1u);
+  return sign | static_cast<uint16_t>(rounded >> 13);
+}
+
+uint16_t f32_to_bf16(float x) {
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {  // NaN: keep the payload's top bits, quiet
+    return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  }
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
 // The file's bytes: a read-only mmap, or (where mmap is refused) a copy in memory.
 struct SafetensorsFile::Mapping {
   const unsigned char* bytes = nullptr;
@@ -405,7 +433,10 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
   json header = json::object();
   std::set<std::string> seen;
   uint64_t offset = 0;
-  for (const TensorRef& t : tensors) {
+  // F16/BF16 copies, made before the file is opened so that an overflow leaves nothing behind.
+  std::vector<std::vector<uint16_t>> halves(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorRef& t = tensors[i];
     if (t.name.empty() || t.name == "__metadata__") {
       bad(path, "tensor name", "'" + t.name + "'", "must be non-empty and not __metadata__");
     }
@@ -419,12 +450,27 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
     }
     const bool f64 = std::holds_alternative<std::span<const double>>(t.data);
     const size_t count = f64 ? std::get<1>(t.data).size() : std::get<0>(t.data).size();
-    const TensorDtype dtype = f64 ? TensorDtype::F64 : TensorDtype::F32;
+    const TensorDtype dtype = t.store.value_or(f64 ? TensorDtype::F64 : TensorDtype::F32);
+    if (f64 ? dtype != TensorDtype::F64 : dtype == TensorDtype::F64) {
+      bad(path, tensor_field(t.name, "dtype"), tensor_dtype_name(dtype),
+          f64 ? "double data is written as F64" : "float data is written as F32, F16 or BF16");
+    }
     uint64_t bytes = 0;
     if (!byte_size(t.shape, static_cast<uint64_t>(tensor_dtype_size(dtype)), &bytes) ||
         bytes != count * static_cast<uint64_t>(tensor_dtype_size(dtype))) {
       bad(path, tensor_field(t.name, "data"), std::to_string(count) + " elements",
           "must hold product(shape) elements for shape " + shape_str(t.shape));
+    }
+    if (dtype == TensorDtype::F16 || dtype == TensorDtype::BF16) {
+      const bool f16 = dtype == TensorDtype::F16;
+      for (const float x : std::get<0>(t.data)) {
+        const uint16_t h = f16 ? f32_to_f16(x) : f32_to_bf16(x);
+        if (std::isfinite(x) && !std::isfinite(f16 ? f16_to_f32(h) : bf16_to_f32(h))) {
+          bad(path, tensor_field(t.name, "data"), std::to_string(x),
+              std::string("is too large for ") + tensor_dtype_name(dtype));
+        }
+        halves[i].push_back(h);
+      }
     }
     header[t.name] = {{"dtype", tensor_dtype_name(dtype)},
                       {"shape", t.shape},
@@ -445,13 +491,18 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
   write_file_atomic(path, [&](std::ostream& out) {
     out.write(reinterpret_cast<const char*>(&n), sizeof n);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const TensorRef& t : tensors) {
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (!halves[i].empty()) {
+        out.write(reinterpret_cast<const char*>(halves[i].data()),
+                  static_cast<std::streamsize>(halves[i].size() * sizeof(uint16_t)));
+        continue;
+      }
       std::visit(
           [&](auto span) {
             out.write(reinterpret_cast<const char*>(span.data()),
                       static_cast<std::streamsize>(span.size_bytes()));
           },
-          t.data);
+          tensors[i].data);
     }
   });
 }

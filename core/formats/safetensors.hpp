@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -71,20 +73,33 @@ SafetensorsFile open_safetensors(const std::string& path);
 
 // One tensor to write; the data is borrowed (C order) and must hold product(shape) elements.
 struct TensorRef {
+  using Data = std::variant<std::span<const float>, std::span<const double>>;
+  TensorRef(std::string n, std::vector<int64_t> s, Data d,
+            std::optional<TensorDtype> as = std::nullopt)
+      : name(std::move(n)), shape(std::move(s)), data(d), store(as) {}
   std::string name;
   std::vector<int64_t> shape;
   std::variant<std::span<const float>, std::span<const double>> data;  // written as F32 / F64
+  // float data may instead be stored as F16 or BF16, rounded to nearest, ties to even.
+  std::optional<TensorDtype> store;
 };
 
 // Writes the tensors, in the order given, atomically (write_file_atomic). The header lists the
 // entries sorted by name (JSON object order does not matter to readers) and is padded with spaces
 // so the data starts at an 8-byte boundary. Throws kvlab::Error for an empty, repeated or reserved
-// ("__metadata__") name, a negative dimension, or data whose size differs from the shape's.
+// ("__metadata__") name, a negative dimension, data whose size differs from the shape's, a `store`
+// dtype the data cannot take (double data is F64 only), or a finite value that overflows its F16
+// or BF16 storage (|x| >= 65520 for F16); nothing is written then.
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
 // IEEE half and bfloat16 bit patterns to float, exact (subnormals, infinities, NaN payloads).
 float f16_to_f32(uint16_t bits);
 float bf16_to_f32(uint16_t bits);
+// float to IEEE half and bfloat16, rounded to nearest, ties to even (subnormals included); values
+// past the largest finite one become infinities, NaN stays a (quiet) NaN. f32_to_f16(f16_to_f32(h))
+// == h for every non-NaN pattern h, and the same for bfloat16.
+uint16_t f32_to_f16(float x);
+uint16_t f32_to_bf16(float x);
 
 }  // namespace kvlab

@@ -21,6 +21,7 @@
 #include "tests/cli/run_kvlab.hpp"
 
 namespace fs = std::filesystem;
+using kvlab::TensorDtype;
 using nlohmann::json;
 
 namespace {
@@ -255,6 +256,43 @@ TEST_F(Checkpoints, ConvertRefusesWhatTheTargetCannotExpress) {
   for (const auto& e : fs::directory_iterator(dir_)) {
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
   }
+}
+
+TEST_F(Checkpoints, ConvertStoresF16AndBf16RoundedToNearest) {
+  const fs::path a = make_kvlab("a_half", true, "cla:2");
+  const kvlab::SafetensorsFile src = kvlab::open_safetensors((a / "model.safetensors").string());
+  for (const std::string dtype : {"f16", "bf16"}) {
+    const fs::path out = dir_ / ("half_" + dtype);
+    const RunResult r = convert(a, "kvlab", out, "--dtype " + dtype);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find(dtype == "f16" ? "F16" : "BF16"), std::string::npos) << r.output;
+    const kvlab::SafetensorsFile half =
+        kvlab::open_safetensors((out / "model.safetensors").string());
+    ASSERT_EQ(half.names().size(), src.names().size());
+    for (const std::string& name : src.names()) {
+      EXPECT_EQ(half.dtype(name), dtype == "f16" ? TensorDtype::F16 : TensorDtype::BF16);
+      const std::vector<float> want = src.read_f32(name), got = half.read_f32(name);
+      ASSERT_EQ(got.size(), want.size()) << name;
+      for (size_t i = 0; i < want.size(); ++i) {
+        const float rounded = dtype == "f16" ? kvlab::f16_to_f32(kvlab::f32_to_f16(want[i]))
+                                             : kvlab::bf16_to_f32(kvlab::f32_to_bf16(want[i]));
+        ASSERT_EQ(got[i], rounded) << name << "[" << i << "]";
+      }
+    }
+    EXPECT_LT(fs::file_size(out / "model.safetensors"),
+              fs::file_size(a / "model.safetensors") * 6 / 10);
+    EXPECT_FALSE(logits_bytes(out).empty());  // and it runs
+  }
+  RunResult r = convert(a, "kvlab", dir_ / "h8", "--dtype f8");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--dtype"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("f8"), std::string::npos) << r.output;
+  const fs::path std_model = make_kvlab("std_half", false);
+  r = convert(std_model, "llama2c", dir_ / "h.bin", "--dtype f16");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("float32"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ / "h8"));
+  EXPECT_FALSE(fs::exists(dir_ / "h.bin"));
 }
 
 TEST_F(Checkpoints, MissingShard) {

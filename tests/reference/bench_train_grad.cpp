@@ -1,6 +1,8 @@
-// Speed of GradModel::loss_and_grad against the machine's SGEMM peak (docs/training.md):
-//   bench_train_grad [threads=2] [repeat=5] [precision=f32|f64]
-// The tiny training shape: L=6, C=128, H=4, D=32, F=384, V=1024, B=16, T=128.
+// Speed of GradModel::loss_and_grad against the machine's SGEMM peak (docs/training.md,
+// docs/performance.md):
+//   bench_train_grad [threads=2] [repeat=5] [precision=f32|f64] [preset=tiny|small]
+// A preset's training shape with the shipped tokenizer's vocabulary (1024) and its B, T: tiny is
+// L=6, C=128, H=4, D=32, F=384, B=16, T=128; small L=8, C=256, H=8, D=32, F=704, B=16, T=256.
 #include <omp.h>
 
 #include <Eigen/Core>
@@ -14,6 +16,7 @@
 
 #include "reference/train/grad.hpp"
 #include "reference/train/ops_grad.hpp"
+#include "reference/train/presets.hpp"
 
 namespace {
 
@@ -38,18 +41,13 @@ double sgemm_peak(int threads, int repeat) {
 }
 
 template <typename S>
-void run(int threads, int repeat) {
+void run(int threads, int repeat, const std::string& preset_name) {
   using namespace kvlab;
-  ModelConfig c;
-  c.num_hidden_layers = 6;
-  c.hidden_size = 128;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 4;
-  c.head_dim = 32;
-  c.intermediate_size = 384;
+  const ref::train::TrainPreset& preset = ref::train::find_train_preset(preset_name);
+  ModelConfig c = preset.shape;
   c.vocab_size = 1024;
-  c.max_position_embeddings = 1024;
-  const int B = 16, T = 128;
+  const int B = preset.batch, T = preset.seq_len;
+  std::printf("preset %s: %s\n", preset.name.c_str(), preset.description.c_str());
   for (const char* spec : {"standard", "cla:2", "lckv:2"}) {
     const KvPlan plan = KvPlan::parse(spec, c.num_hidden_layers);
     const auto w = ref::init_random<S>(c, plan, 1);
@@ -67,7 +65,8 @@ void run(int threads, int repeat) {
     }
     // Matrix FLOPs of one forward + backward (3x the forward's products), standard pass count.
     const double N = static_cast<double>(B) * T, C = c.hidden_size, F = c.intermediate_size;
-    const double per_layer = 2 * N * C * C * 4 + 2 * N * C * F * 3 + 2 * 2 * B * 4.0 * T * T * 32;
+    const double H = c.num_attention_heads, D = c.head_dim;
+    const double per_layer = 2 * N * C * H * D * 4 + 2 * N * C * F * 3 + 2 * 2 * B * H * T * T * D;
     const double flops = 3 * (per_layer * c.num_hidden_layers + 2 * N * C * c.vocab_size);
     std::printf(
         "%-9s %s threads=%d  %.1f ms/step  %.0f tokens/s  %.1f GFLOP/s (standard-pass "
@@ -82,13 +81,14 @@ int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   const int repeat = argc > 2 ? std::atoi(argv[2]) : 5;
   const std::string precision = argc > 3 ? argv[3] : "f32";
+  const std::string preset = argc > 4 ? argv[4] : "tiny";
   Eigen::setNbThreads(1);
   std::printf("SGEMM (2048x512 · 512x512, the gradient code's tiles) threads=%d: %.1f GFLOP/s\n",
               threads, sgemm_peak(threads, repeat) * 1e-9);
   if (precision == "f64") {
-    run<double>(threads, repeat);
+    run<double>(threads, repeat, preset);
   } else {
-    run<float>(threads, repeat);
+    run<float>(threads, repeat, preset);
   }
   return 0;
 }

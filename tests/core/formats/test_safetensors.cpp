@@ -259,6 +259,84 @@ TEST(Safetensors, ReadsF16AndBf16Tensors) {
             (std::vector<float>{1.0f, 85.0f / 256.0f, -std::numeric_limits<float>::infinity()}));
 }
 
+TEST(Safetensors, F32ToF16AndBf16InvertEveryPattern) {
+  for (uint32_t h = 0; h <= 0xffffu; ++h) {
+    const auto bits = static_cast<uint16_t>(h);
+    const float half = kvlab::f16_to_f32(bits);
+    const float bfloat = kvlab::bf16_to_f32(bits);
+    if (std::isnan(half)) {
+      EXPECT_TRUE(std::isnan(kvlab::f16_to_f32(kvlab::f32_to_f16(half)))) << h;
+    } else {
+      ASSERT_EQ(kvlab::f32_to_f16(half), bits) << h;
+    }
+    if (std::isnan(bfloat)) {
+      EXPECT_TRUE(std::isnan(kvlab::bf16_to_f32(kvlab::f32_to_bf16(bfloat)))) << h;
+    } else {
+      ASSERT_EQ(kvlab::f32_to_bf16(bfloat), bits) << h;
+    }
+  }
+}
+
+TEST(Safetensors, F32ToF16AndBf16RoundToNearestEven) {
+  using kvlab::f32_to_bf16;
+  using kvlab::f32_to_f16;
+  const auto p2 = [](int e) { return std::ldexp(1.0f, e); };
+  // Halfway between 1 and 1 + 2^-10: ties go to the even 1; a hair above goes up.
+  EXPECT_EQ(f32_to_f16(1.0f + p2(-11)), 0x3c00);
+  EXPECT_EQ(f32_to_f16(1.0f + p2(-11) + p2(-23)), 0x3c01);
+  EXPECT_EQ(f32_to_f16(1.0f + 3 * p2(-11)), 0x3c02);  // tie between 0x3c01 and 0x3c02: even
+  EXPECT_EQ(f32_to_f16(-2.0f), 0xc000);
+  EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
+  EXPECT_EQ(f32_to_f16(65519.0f), 0x7bff);
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);  // the tie with 65536 rounds to infinity
+  EXPECT_EQ(f32_to_f16(p2(-25)), 0x0000);   // half the smallest subnormal: tie to even 0
+  EXPECT_EQ(f32_to_f16(3 * p2(-25)), 0x0002);
+  EXPECT_EQ(f32_to_f16(p2(-14) - p2(-26)), 0x0400);  // rounds up into the smallest normal
+  EXPECT_EQ(f32_to_f16(-0.0f), 0x8000);
+  EXPECT_EQ(f32_to_bf16(1.0f + p2(-8)), 0x3f80);
+  EXPECT_EQ(f32_to_bf16(1.0f + 3 * p2(-8)), 0x3f82);
+  EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::max()), 0x7f80);
+  EXPECT_EQ(f32_to_bf16(-std::numeric_limits<float>::infinity()), 0xff80);
+}
+
+TEST(Safetensors, WritesF16AndBf16StorageAndRefusesOverflow) {
+  TempDir dir;
+  const std::string path = dir.file("half.safetensors");
+  const std::vector<float> w = {1.0f, -0.333333f, 1e-6f, 300.0f};
+  kvlab::write_safetensors(path, {{"h", {2, 2}, std::span<const float>(w), TensorDtype::F16},
+                                  {"b", {4}, std::span<const float>(w), TensorDtype::BF16},
+                                  {"f", {4}, std::span<const float>(w)}});
+  const kvlab::SafetensorsFile f = kvlab::open_safetensors(path);
+  EXPECT_EQ(f.dtype("h"), TensorDtype::F16);
+  EXPECT_EQ(f.dtype("b"), TensorDtype::BF16);
+  EXPECT_EQ(f.dtype("f"), TensorDtype::F32);
+  EXPECT_EQ(f.info("h").end - f.info("h").begin, 8u);
+  const std::vector<float> h = f.read_f32("h");
+  const std::vector<float> b = f.read_f32("b");
+  for (size_t i = 0; i < w.size(); ++i) {
+    EXPECT_EQ(h[i], kvlab::f16_to_f32(kvlab::f32_to_f16(w[i])));
+    EXPECT_NEAR(h[i], w[i], std::abs(w[i]) * std::ldexp(1.0, -11) + std::ldexp(1.0, -25));
+    EXPECT_EQ(b[i], kvlab::bf16_to_f32(kvlab::f32_to_bf16(w[i])));
+    EXPECT_NEAR(b[i], w[i], std::abs(w[i]) * std::ldexp(1.0, -8));
+  }
+
+  const std::string big_path = dir.file("big.safetensors");
+  const std::vector<float> big = {1.0f, 70000.0f};
+  try {
+    kvlab::write_safetensors(big_path, {{"w", {2}, std::span<const float>(big), TensorDtype::F16}});
+    FAIL() << "70000 must not fit F16";
+  } catch (const kvlab::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("70000"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("F16"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(big_path));
+  const std::vector<double> d = {1.0};
+  EXPECT_THROW(kvlab::write_safetensors(big_path,
+                                        {{"d", {1}, std::span<const double>(d), TensorDtype::F16}}),
+               kvlab::Error);
+  EXPECT_FALSE(fs::exists(big_path));
+}
+
 // ---- bad files: each names the file and the problem ------------------------------------------
 
 TEST(Safetensors, RejectsMissingFile) {
