@@ -34,9 +34,9 @@ void draw_lckv_panel(const Rect& r, const Frame& f, Controls& c, DrawLog& log) {
     return;
   }
   const int P = cv.passes;
-  if (c.lckv_pass < 1 || c.lckv_pass > P) c.lckv_pass = P;
+  if (c.lckv_follow || c.lckv_pass < 1 || c.lckv_pass > P) c.lckv_pass = P;
   ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x * 0.5f);
-  ImGui::SliderInt("pass", &c.lckv_pass, 1, P);
+  if (ImGui::SliderInt("pass", &c.lckv_pass, 1, P)) c.lckv_follow = c.lckv_pass == P;
   help_marker("Step through the passes: the table shows the chosen pass for each target layer.");
   ImGui::SameLine();
   ImGui::TextDisabled("%zu target(s), %d tokens", cv.series.size(), cv.series[0].tokens);

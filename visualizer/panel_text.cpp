@@ -1,7 +1,8 @@
 // Text: the prompt and the generated tokens, token by token; generated ones in the KV colour,
-// prompt tokens in white, tokens whose K/V some bank no longer holds dimmed.
+// prompt tokens in white; each faded by the share of the banks that no longer hold its K/V.
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "visualizer/panels.hpp"
 
@@ -29,8 +30,8 @@ std::string printable(const std::string& bytes) {
 
 void draw_text_panel(const Rect& r, const Frame& f, DrawLog& log) {
   if (!begin_panel("Text", r,
-                   "The prompt (white) and the greedy continuation (teal), token by token. A "
-                   "dimmed token is one that some bank has evicted.")) {
+                   "The prompt (white) and the greedy continuation (teal), token by token, faded "
+                   "by the share of the banks that no longer hold it (by recency).")) {
     ImGui::End();
     return;
   }
@@ -41,14 +42,18 @@ void draw_text_panel(const Rect& r, const Frame& f, DrawLog& log) {
     ImGui::End();
     return;
   }
-  // The smallest number of tokens any bank holds: older tokens are gone from some bank.
-  std::int64_t least_held = -1;
-  for (const auto& [bank, e] : f.snap.banks) {
-    least_held = least_held < 0 ? e.tokens_held : std::min(least_held, e.tokens_held);
-  }
+  // How many banks still hold each token, by recency: a bank holding n tokens keeps the last n
+  // (exact for full banks and windows; sinks and heavy hitters are older tokens it keeps too).
+  std::vector<std::int64_t> held;
+  for (const auto& [bank, e] : f.snap.banks) held.push_back(e.tokens_held);
   const int total = static_cast<int>(s.prompt_pieces.size() + s.generated_pieces.size());
-  const int first_everywhere =
-      least_held < 0 ? 0 : std::max<int>(0, total - static_cast<int>(least_held));
+  auto share_held = [&](int i) {
+    if (held.empty()) return 1.0f;
+    const std::int64_t age = total - 1 - i;  // 0: the newest token
+    int n = 0;
+    for (std::int64_t h : held) n += age < h;
+    return static_cast<float>(n) / static_cast<float>(held.size());
+  };
   ImGui::BeginChild("tokens", ImVec2(0, 0), false);
   const float wrap = ImGui::GetContentRegionAvail().x;
   float x = 0;
@@ -64,7 +69,7 @@ void draw_text_panel(const Rect& r, const Frame& f, DrawLog& log) {
       x = 0;
     }
     ImVec4 c = gen ? ImGui::ColorConvertU32ToFloat4(colour::kv_layer) : ImVec4(1, 1, 1, 1);
-    if (i < first_everywhere) c.w = 0.35f;
+    c.w = 0.3f + 0.7f * share_held(i);
     ImGui::TextColored(c, "%s", t.c_str());
     x += w;
   }

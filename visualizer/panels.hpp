@@ -48,8 +48,9 @@ struct Controls {
   bool squeeze = false;
   float f0 = 0.5f, f3 = 0.2f;
   std::string prompt;
-  float speed = 8;    // tokens per second while running; 0: as fast as it goes
-  int lckv_pass = 0;  // the pass the LCKV panel details (0: the last)
+  float speed = 8;          // tokens per second while running; 0: as fast as it goes
+  int lckv_pass = 0;        // the pass the LCKV panel details
+  bool lckv_follow = true;  // follow the last pass as passes arrive (until the slider moves)
 };
 
 // What the panels drew this frame, for `--report` and the tests: the panels that showed content

@@ -189,7 +189,20 @@ void Worker::execute(const WorkerCommand& c) {
         if (!session_) fail("model", "(none)", "load a model first");
         const std::vector<int> tokens = session_->encode(c.prompt);
         const auto t0 = Clock::now();
-        const TraceReport r = session_->trace_prefill(tokens, true);
+        // The trace runs engines of its own: only its passes reach the panels, so the footprint
+        // keeps showing the session's own sequence.
+        session_->unsubscribe(telemetry_.get());
+        session_->subscribe(telemetry_.get(), mask(EventKind::prefill_pass));
+        TraceReport r;
+        try {
+          r = session_->trace_prefill(tokens, true);
+        } catch (...) {
+          session_->unsubscribe(telemetry_.get());
+          session_->subscribe(telemetry_.get(), kVizEvents);
+          throw;
+        }
+        session_->unsubscribe(telemetry_.get());
+        session_->subscribe(telemetry_.get(), kVizEvents);
         std::string note = "trace: " + std::to_string(r.passes.size()) + " pass events over " +
                            std::to_string(tokens.size()) + " tokens";
         if (r.blocks.empty()) note = "trace: plan " + r.map + " has no cyclic block (no passes)";
