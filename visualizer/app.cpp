@@ -192,6 +192,11 @@ int run_viz(const VizOptions& o) {
         c.plan = s.plan_spec;
         c.policy = s.run.policy;
         c.budget = s.run.budget;
+        c.squeeze = s.run.squeeze.enabled;
+        if (c.squeeze) {
+          c.f0 = static_cast<float>(s.run.squeeze.f0);
+          c.f3 = static_cast<float>(s.run.squeeze.reduced());
+        }
       }
 
       // ---- the script (and the default session's start)

@@ -83,7 +83,14 @@ void draw_controls_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, 
   }
   ImGui::SameLine();
   ImGui::TextDisabled("text");
-  if (s.loaded) ImGui::TextWrapped("runs %s = %s", s.plan_spec.c_str(), s.plan_text.c_str());
+  if (s.loaded) {
+    ImGui::TextWrapped("runs %s = %s, policy %s%s%s", s.plan_spec.c_str(), s.plan_text.c_str(),
+                       s.run.policy.c_str(), s.run.budget.empty() ? "" : " budget ",
+                       s.run.budget.c_str());
+    if (s.run.squeeze.enabled) {
+      ImGui::TextWrapped("SqueezeAttention f0 %.2f, f3 %.2f", s.run.squeeze.f0, s.run.squeeze.f3);
+    }
+  }
   ImGui::TextUnformatted("policy");
   help_marker(
       "Policy: full, window[:W], streaming[:S], h2o[:R]. Budget: tokens per bank, or a "

@@ -130,7 +130,8 @@ void draw_footprint_panel(const Rect& r, const Frame& f, DrawLog& log) {
     std::snprintf(overlay, sizeof overlay, "total held per step (%zu steps)", fp.history.size());
     ImGui::SetNextItemWidth(avail.x);  // 1.86 draws nothing for a width of -1
     ImGui::PlotLines("##history", fp.history.data(), static_cast<int>(fp.history.size()), 0,
-                     overlay, FLT_MAX, FLT_MAX, ImVec2(avail.x, history_h));
+                     overlay, 0.0f, 1.1f * *std::max_element(fp.history.begin(), fp.history.end()),
+                     ImVec2(avail.x, history_h));
   } else {
     ImGui::TextDisabled("step or run to see the total grow token by token");
   }
