@@ -181,6 +181,8 @@ int run_viz(const VizOptions& o) {
     auto last = std::chrono::steady_clock::now();
     DrawLog log;
     Frame f;
+    const SnapshotObserver* snap_source = nullptr;
+    std::uint64_t snap_version = 0, snap_loads = 0;
     while (!glfwWindowShouldClose(window)) {
       glfwPollEvents();
 
@@ -192,6 +194,7 @@ int run_viz(const VizOptions& o) {
         c.plan = s.plan_spec;
         c.policy = s.run.policy;
         c.budget = s.run.budget;
+        c.attn_layer = -1;
         c.squeeze = s.run.squeeze.enabled;
         if (c.squeeze) {
           c.f0 = static_cast<float>(s.run.squeeze.f0);
@@ -254,9 +257,17 @@ int run_viz(const VizOptions& o) {
 
       // ---- this frame's copies (after the script, so that they show what it asked for)
       f.worker = worker.state();
-      f.snap = f.worker.telemetry ? f.worker.telemetry->snapshot() : Snapshot{};
-      f.footprint = footprint(f.snap);
-      f.convergence = convergence(f.snap.passes);
+      // The telemetry is copied (and its draw data computed) only when something changed.
+      const SnapshotObserver* source = f.worker.telemetry.get();
+      const std::uint64_t version = source ? source->version() : 0;
+      if (source != snap_source || version != snap_version || f.worker.loads != snap_loads) {
+        snap_source = source;
+        snap_version = version;
+        snap_loads = f.worker.loads;
+        f.snap = source ? source->snapshot() : Snapshot{};
+        f.footprint = footprint(f.snap);
+        f.convergence = convergence(f.snap.passes);
+      }
       f.squeeze = squeeze_bars(f.snap, f.worker.diagram);
       f.fps = io.Framerate;
 
@@ -272,6 +283,7 @@ int run_viz(const VizOptions& o) {
       draw_graph_panel(lay.graph, f, log);
       draw_footprint_panel(lay.footprint, f, log);
       draw_lckv_panel(lay.lckv, f, c, log);
+      draw_attention_panel(lay.attention, f, c, worker, log);
       draw_squeeze_panel(lay.squeeze, f, c, worker, log);
       draw_text_panel(lay.text, f, log);
       ImGui::Render();

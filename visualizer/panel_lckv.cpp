@@ -39,7 +39,7 @@ void draw_lckv_panel(const Rect& r, const Frame& f, Controls& c, DrawLog& log) {
   if (ImGui::SliderInt("pass", &c.lckv_pass, 1, P)) c.lckv_follow = c.lckv_pass == P;
   help_marker("Step through the passes: the table shows the chosen pass for each target layer.");
   ImGui::SameLine();
-  ImGui::TextDisabled("%zu target(s), %d tokens", cv.series.size(), cv.series[0].tokens);
+  ImGui::TextDisabled("%d tokens", cv.series[0].tokens);
 
   // The chart.
   const ImVec2 p0 = ImGui::GetCursorScreenPos();

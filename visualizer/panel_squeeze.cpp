@@ -24,11 +24,11 @@ void draw_squeeze_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, D
       "On: every bank keeps a budget from its cluster (policy window unless you chose "
       "another evicting one). Off: the cosines are measured, nothing is evicted.");
   ImGui::SameLine();
-  ImGui::SetNextItemWidth(90);
+  ImGui::SetNextItemWidth(70);
   ImGui::SliderFloat("f0", &c.f0, 0.05f, 1.0f, "%.2f");
   changed |= ImGui::IsItemDeactivatedAfterEdit() && c.squeeze;
   ImGui::SameLine();
-  ImGui::SetNextItemWidth(90);
+  ImGui::SetNextItemWidth(70);
   ImGui::SliderFloat("f3", &c.f3, 0.0f, 1.0f, "%.2f");
   changed |= ImGui::IsItemDeactivatedAfterEdit() && c.squeeze;
   if (changed) apply_run_options(w, c);

@@ -51,6 +51,7 @@ struct Controls {
   float speed = 8;          // tokens per second while running; 0: as fast as it goes
   int lckv_pass = 0;        // the pass the LCKV panel details
   bool lckv_follow = true;  // follow the last pass as passes arrive (until the slider moves)
+  int attn_layer = -1, attn_head = 0, attn_row = -1;  // the Attention panel's (-1: auto)
 };
 
 // What the panels drew this frame, for `--report` and the tests: the panels that showed content
@@ -77,6 +78,7 @@ void draw_controls_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, 
 void draw_graph_panel(const Rect& r, const Frame& f, DrawLog& log);
 void draw_footprint_panel(const Rect& r, const Frame& f, DrawLog& log);
 void draw_lckv_panel(const Rect& r, const Frame& f, Controls& c, DrawLog& log);
+void draw_attention_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, DrawLog& log);
 void draw_squeeze_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, DrawLog& log);
 void draw_text_panel(const Rect& r, const Frame& f, DrawLog& log);
 

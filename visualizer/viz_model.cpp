@@ -18,8 +18,10 @@ PanelLayout panel_layout(float width, float height) {
   p.controls = {0, 0, controls_w, h};
   p.graph = {x0, 0, right_w * 0.40f - pad, top_h - pad};
   p.footprint = {x0 + right_w * 0.40f, 0, right_w * 0.60f, top_h - pad};
-  p.lckv = {x0, top_h, right_w * 0.5f - pad, h - text_h - top_h - pad};
-  p.squeeze = {x0 + right_w * 0.5f, top_h, right_w * 0.5f, h - text_h - top_h - pad};
+  const float mid_h = h - text_h - top_h - pad;
+  p.lckv = {x0, top_h, right_w * 0.36f - pad, mid_h};
+  p.attention = {x0 + right_w * 0.36f, top_h, right_w * 0.32f - pad, mid_h};
+  p.squeeze = {x0 + right_w * 0.68f, top_h, right_w * 0.32f, mid_h};
   p.text = {x0, h - text_h, right_w, text_h};
   return p;
 }

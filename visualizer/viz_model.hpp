@@ -21,9 +21,9 @@ struct Rect {
 
 // Where each panel goes for a display of `width` x `height` pixels (no docking in ImGui 1.86: the
 // layout is fixed and follows the window's size). Controls on the left; the sharing graph and the
-// footprint on top; LCKV, Squeeze and the text below.
+// footprint on top; LCKV, attention and Squeeze below; the text at the bottom.
 struct PanelLayout {
-  Rect controls, graph, footprint, lckv, squeeze, text;
+  Rect controls, graph, footprint, lckv, attention, squeeze, text;
 };
 PanelLayout panel_layout(float width, float height);
 

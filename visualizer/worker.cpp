@@ -23,7 +23,8 @@ int argmax(const std::vector<double>& logits) {
   return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
-// The telemetry the panels draw: the cheap kinds and the per-layer cosines (Squeeze's panel).
+// The telemetry the panels draw: the cheap kinds and the per-layer cosines (Squeeze's panel);
+// the attention probabilities too while the Attention panel records them (Worker::kinds).
 constexpr EventMask kVizEvents = kDefaultEvents | EventKind::layer_importance;
 
 }  // namespace
@@ -171,6 +172,15 @@ void Worker::execute(const WorkerCommand& c) {
       case WorkerCommand::pause:
         publish("paused");
         break;
+      case WorkerCommand::attention:
+        attention_ = c.count != 0;
+        if (session_ && telemetry_) {
+          session_->unsubscribe(telemetry_.get());
+          session_->subscribe(telemetry_.get(), kinds());
+        }
+        publish(attention_ ? "recording attention from the next step"
+                           : "attention no longer recorded");
+        break;
       case WorkerCommand::reset: {
         if (!session_) break;
         {
@@ -198,11 +208,11 @@ void Worker::execute(const WorkerCommand& c) {
           r = session_->trace_prefill(tokens, true);
         } catch (...) {
           session_->unsubscribe(telemetry_.get());
-          session_->subscribe(telemetry_.get(), kVizEvents);
+          session_->subscribe(telemetry_.get(), kinds());
           throw;
         }
         session_->unsubscribe(telemetry_.get());
-        session_->subscribe(telemetry_.get(), kVizEvents);
+        session_->subscribe(telemetry_.get(), kinds());
         std::string note = "trace: " + std::to_string(r.passes.size()) + " pass events over " +
                            std::to_string(tokens.size()) + " tokens";
         if (r.blocks.empty()) note = "trace: plan " + r.map + " has no cyclic block (no passes)";
@@ -247,9 +257,13 @@ void Worker::fresh_telemetry() {
   // A new observer per plan and sequence: the panels never mix banks of two plans.
   if (telemetry_) session_->unsubscribe(telemetry_.get());
   telemetry_ = std::make_shared<SnapshotObserver>(512);
-  session_->subscribe(telemetry_.get(), kVizEvents);
+  session_->subscribe(telemetry_.get(), kinds());
   decode_seconds_ = 0;
   decoded_ = 0;
+}
+
+EventMask Worker::kinds() const {
+  return attention_ ? kVizEvents | EventKind::attention : kVizEvents;
 }
 
 void Worker::do_prefill(const std::string& prompt) {
@@ -320,6 +334,7 @@ void Worker::publish(const std::string& note) {
   s.running = running_;
   s.finished = state_.finished;
   s.loads = state_.loads;
+  s.attention = attention_;
   state_ = std::move(s);
 }
 

@@ -22,11 +22,11 @@
 namespace kvlab::viz {
 
 struct WorkerCommand {
-  enum Kind { load, configure, prefill, step, run, pause, reset, trace } kind = prefill;
+  enum Kind { load, configure, prefill, step, run, pause, reset, trace, attention } kind = prefill;
   SessionOptions options;  // load (options.run too)
   RunOptions run_options;  // configure: the sequence starts over and the last prompt is re-run
   std::string prompt;      // prefill, trace (text, BOS added)
-  int count = 1;           // step: tokens to decode
+  int count = 1;           // step: tokens to decode; attention: 1 records probabilities, 0 not
 };
 
 // What the worker holds, copied for the UI.
@@ -48,6 +48,7 @@ struct WorkerState {
   double tokens_per_second = 0;  // decode, over the current run
   std::uint64_t finished = 0;    // commands finished (each success or failure)
   std::uint64_t loads = 0;       // models loaded so far (the controls follow a new model's plan)
+  bool attention = true;         // attention probabilities recorded (EventKind::attention)
   std::shared_ptr<const SnapshotObserver> telemetry;  // of the current session; null before one
 };
 
@@ -73,6 +74,7 @@ class Worker {
   void do_prefill(const std::string& prompt);
   void decode_one();
   void fresh_telemetry();
+  EventMask kinds() const;                // what the panels subscribe to now
   void publish(const std::string& note);  // copies the session's facts into state_ (lock inside)
 
   mutable std::mutex mu_;
@@ -91,6 +93,7 @@ class Worker {
   std::vector<std::string> prompt_pieces_, generated_pieces_;
   double decode_seconds_ = 0;
   int decoded_ = 0;
+  bool attention_ = true;  // record attention probabilities (the Attention panel)
 
   std::thread thread_;  // last: starts after everything above exists
 };

@@ -19,15 +19,15 @@ bool overlaps(const Rect& a, const Rect& b) {
 TEST(VizLayout, PanelsTileTheDisplayWithoutOverlapping) {
   for (const auto& [w, h] : {std::pair{1280.0f, 800.0f}, {900.0f, 650.0f}, {1920.0f, 1080.0f}}) {
     const PanelLayout p = panel_layout(w, h);
-    const Rect all[] = {p.controls, p.graph, p.footprint, p.lckv, p.squeeze, p.text};
-    for (int i = 0; i < 6; ++i) {
+    const Rect all[] = {p.controls, p.graph, p.footprint, p.lckv, p.attention, p.squeeze, p.text};
+    for (int i = 0; i < 7; ++i) {
       EXPECT_GE(all[i].x, 0);
       EXPECT_GE(all[i].y, 0);
       EXPECT_LE(all[i].right(), w + 0.5f) << i;
       EXPECT_LE(all[i].bottom(), h + 0.5f) << i;
-      EXPECT_GT(all[i].w, 150) << i;
+      EXPECT_GT(all[i].w, 140) << i;
       EXPECT_GT(all[i].h, 60) << i;
-      for (int j = i + 1; j < 6; ++j) EXPECT_FALSE(overlaps(all[i], all[j])) << i << " " << j;
+      for (int j = i + 1; j < 7; ++j) EXPECT_FALSE(overlaps(all[i], all[j])) << i << " " << j;
     }
   }
 }

@@ -174,9 +174,13 @@ TEST_F(VizWindow, EveryPanelRendersThroughAScriptedSession) {
   if (!skipped_.empty()) GTEST_SKIP() << skipped_;
   ASSERT_EQ(rep["captures"].size(), 2u) << rep.dump(1);
   const json& lckv = rep["captures"][0];
-  for (const char* p : {"controls", "graph", "footprint", "lckv", "squeeze", "text"}) {
+  for (const char* p : {"controls", "graph", "footprint", "lckv", "attention", "squeeze", "text"}) {
     EXPECT_TRUE(lckv["panels"].value(p, false)) << p;
   }
+  // The attention map of an upward layer (lckv:2 on 4 layers: layer 1 reads layer 2) after the
+  // prefill: a square of query rows x cells with the causal part lit and the rest masked dark.
+  const json& map = lckv["rects"]["attention.map"];
+  EXPECT_NEAR(map[2].get<double>(), map[3].get<double>(), 1.0);
   EXPECT_EQ(lckv["lckv"]["series"], 1);
   EXPECT_EQ(lckv["lckv"]["passes"], 9);
   EXPECT_EQ(lckv["worker"]["error"], "");
@@ -216,7 +220,7 @@ TEST_F(VizWindow, ResizeMidRunRelaysThePanels) {
   const Image img(cap["path"].get<std::string>());
   EXPECT_EQ(img.w, 900);
   EXPECT_EQ(img.h, 650);
-  for (const char* p : {"controls", "graph", "footprint", "lckv", "squeeze", "text"}) {
+  for (const char* p : {"controls", "graph", "footprint", "lckv", "attention", "squeeze", "text"}) {
     EXPECT_TRUE(cap["panels"].contains(p)) << p;
   }
   const json& standard = cap["rects"]["footprint.total.standard"];
@@ -263,7 +267,8 @@ TEST(VizCommand, BadOptionsAreNamedBeforeAnyWindow) {
   const ShellResult b = shell(std::string(KVLAB_BINARY) + " viz --script /nonexistent/s.txt");
   EXPECT_EQ(b.status, 2) << b.output;
   EXPECT_NE(b.output.find("--script"), std::string::npos) << b.output;
-  const ShellResult c = shell(std::string(KVLAB_BINARY) + " viz --screenshot /nonexistent/dir/x.png");
+  const ShellResult c =
+      shell(std::string(KVLAB_BINARY) + " viz --screenshot /nonexistent/dir/x.png");
   EXPECT_EQ(c.status, 2) << c.output;
   EXPECT_NE(c.output.find("--screenshot"), std::string::npos) << c.output;
 }
