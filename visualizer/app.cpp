@@ -19,6 +19,13 @@
 #include <string>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define KVLAB_LEAK_CHECK 1
+#else
+#define KVLAB_LEAK_CHECK 0
+#endif
+
 #include "core/error.hpp"
 #include "core/formats/atomic_file.hpp"
 #include "session/builtin_models.hpp"
@@ -336,6 +343,10 @@ int run_viz(const VizOptions& o) {
   ImGui_ImplGlfw_Shutdown();
   ImGui::DestroyContext();
   glfwDestroyWindow(window);
+#if KVLAB_LEAK_CHECK
+  // Mesa's driver leaks a few bytes in glfwTerminate: check kvlab's own memory before it.
+  __lsan_do_leak_check();
+#endif
   glfwTerminate();
   if (!o.report.empty()) {
     write_file_atomic(o.report, [&](std::ostream& out) { out << report.dump(2) << "\n"; });

@@ -260,6 +260,23 @@ TEST_F(VizWindow, TheDefaultSessionMovesAtOnce) {
               rep["frame_ms"]["p95"].get<double>());
 }
 
+// A long scripted session: plan switches, steps, runs, resets and resizes over 1,000 frames
+// (built with the asan preset, the same run checks the memory; docs/visualizer.md).
+TEST_F(VizWindow, AThousandFrameSessionEndsCleanly) {
+  std::string script;
+  const char* plans[] = {"cla:2", "lckv:2", "standard", "0_0_2_2", "lckv:2"};
+  for (const char* p : plans) {
+    script += std::string("plan ") + p + "\nstep 3\nframes 50\nrun\nframes 50\npause\ntrace\n";
+    script += "resize 700 500\nframes 30\nresize 640 420\nreset\nprefill\nframes 30\n";
+  }
+  script += "squeeze 0.5,0.2\nwait\nframes 1\n";
+  const json rep = viz("--model " + kTiny + " --size 640x420 --frames 1000 --speed 0", script);
+  if (!skipped_.empty()) GTEST_SKIP() << skipped_;
+  EXPECT_EQ(rep["frames"], 1000);
+  EXPECT_EQ(rep["last_frame"]["worker"]["error"], "") << rep["last_frame"].dump(1);
+  EXPECT_EQ(rep["script_lines_run"].get<int>(), 5 * 13 + 3);
+}
+
 TEST(VizCommand, BadOptionsAreNamedBeforeAnyWindow) {
   const ShellResult a = shell(std::string(KVLAB_BINARY) + " viz --size 10x10 --frames 1");
   EXPECT_EQ(a.status, 2) << a.output;

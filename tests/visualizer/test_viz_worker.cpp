@@ -2,7 +2,11 @@
 // runs what the UI posts, and publishes state and telemetry the UI copies.
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -97,6 +101,17 @@ TEST(VizWorker, AMissingModelIsAnErrorInTheStateNotACrash) {
   EXPECT_FALSE(s.loaded);
   EXPECT_NE(s.error.find("/nonexistent/model-dir"), std::string::npos) << s.error;
   EXPECT_EQ(s.finished, 2u);
+
+  // A corrupt checkpoint: named, and still no crash.
+  char tmpl[] = "/tmp/kvlab-viz-corrupt-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  std::ofstream(dir + "/config.json") << "{\"hidden_size\": 64, \"num_hidden_layers\": ";
+  load(w, dir);
+  settle(w);
+  EXPECT_FALSE(w.state().loaded);
+  EXPECT_NE(w.state().error.find("config.json"), std::string::npos) << w.state().error;
+  std::filesystem::remove_all(dir);
 
   // A bad plan keeps the model running under its previous plan.
   load(w, kTiny);
