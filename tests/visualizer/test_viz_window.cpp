@@ -71,7 +71,8 @@ class VizWindow : public ::testing::Test {
       cmd += " --script " + dir_ + "/script.txt";
     }
     const ShellResult r = shell(cmd);
-    if (r.output.find("Xvfb failed to start") != std::string::npos) {
+    if (r.output.find("Xvfb failed to start") != std::string::npos ||
+        r.output.rfind("xvfb-run: error:", 0) == 0) {
       skipped_ = "Xvfb could not start: " + r.output;
       return {};
     }
