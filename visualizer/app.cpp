@@ -274,6 +274,7 @@ int run_viz(const VizOptions& o) {
         f.snap = source ? source->snapshot() : Snapshot{};
         f.footprint = footprint(f.snap);
         f.convergence = convergence(f.snap.passes);
+        f.cache = cache_map(f.snap);
       }
       f.squeeze = squeeze_bars(f.snap, f.worker.diagram);
       f.fps = io.Framerate;
@@ -293,6 +294,7 @@ int run_viz(const VizOptions& o) {
       draw_attention_panel(lay.attention, f, c, worker, log);
       draw_squeeze_panel(lay.squeeze, f, c, worker, log);
       draw_text_panel(lay.text, f, log);
+      draw_cache_panel(lay.cache, f, log);
       ImGui::Render();
 
       int fw = 0, fh = 0;

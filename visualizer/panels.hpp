@@ -25,6 +25,7 @@ constexpr ImU32 value_v = IM_COL32(90, 160, 240, 255);    // V (beside K in the 
 constexpr ImU32 text_dim = IM_COL32(170, 170, 180, 255);
 constexpr ImU32 grid = IM_COL32(255, 255, 255, 30);
 constexpr ImU32 error = IM_COL32(240, 80, 80, 255);
+constexpr ImU32 evicted = IM_COL32(110, 45, 50, 255);  // a cell a policy dropped
 constexpr ImU32 cluster[4] = {IM_COL32(150, 150, 160, 255), IM_COL32(230, 75, 75, 255),
                               IM_COL32(240, 180, 50, 255), IM_COL32(80, 140, 230, 255)};
 }  // namespace colour
@@ -36,6 +37,7 @@ struct Frame {
   Footprint footprint;
   Convergence convergence;
   SqueezeBars squeeze;
+  CacheMap cache;
   float fps = 0;
 };
 
@@ -81,5 +83,6 @@ void draw_lckv_panel(const Rect& r, const Frame& f, Controls& c, DrawLog& log);
 void draw_attention_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, DrawLog& log);
 void draw_squeeze_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, DrawLog& log);
 void draw_text_panel(const Rect& r, const Frame& f, DrawLog& log);
+void draw_cache_panel(const Rect& r, const Frame& f, DrawLog& log);
 
 }  // namespace kvlab::viz

@@ -22,7 +22,8 @@ PanelLayout panel_layout(float width, float height) {
   p.lckv = {x0, top_h, right_w * 0.36f - pad, mid_h};
   p.attention = {x0 + right_w * 0.36f, top_h, right_w * 0.32f - pad, mid_h};
   p.squeeze = {x0 + right_w * 0.68f, top_h, right_w * 0.32f, mid_h};
-  p.text = {x0, h - text_h, right_w, text_h};
+  p.text = {x0, h - text_h, right_w * 0.42f - pad, text_h};
+  p.cache = {x0 + right_w * 0.42f, h - text_h, right_w * 0.58f, text_h};
   return p;
 }
 
@@ -220,6 +221,65 @@ SqueezeBars squeeze_bars(const Snapshot& s, const PlanDiagram& d) {
     if (b.hi <= b.lo) b.hi = b.lo + 1e-6;
   }
   return b;
+}
+
+CacheMap cache_map(const Snapshot& s) {
+  CacheMap m;
+  if (s.recent_steps.empty()) return m;
+  m.positions = s.recent_steps.back().position + 1;
+  for (const auto& [bank, e] : s.banks) m.banks.push_back(bank);
+  const int R = static_cast<int>(m.banks.size()), N = m.positions;
+  m.state.assign(static_cast<std::size_t>(R) * N, CacheMap::none);
+  m.mass.assign(static_cast<std::size_t>(R) * N, 0.0f);
+  m.exact = R > 0;
+  for (int r = 0; r < R; ++r) {
+    const int bank = m.banks[r];
+    unsigned char* row = m.state.data() + static_cast<std::size_t>(r) * N;
+    float* mass = m.mass.data() + static_cast<std::size_t>(r) * N;
+    // The latest recorded attention over this bank: its writer's, else any reader's.
+    const AttentionEvent* a = nullptr;
+    for (const auto& [layer, e] : s.attention) {
+      if (e.bank != bank || e.step != s.step) continue;
+      if (!a || layer == bank) a = &e;
+    }
+    for (int p = 0; p < N; ++p) row[p] = CacheMap::evicted;
+    if (a && a->kv_heads > 0 && a->cells > 0) {
+      const int group = std::max(1, a->heads / a->kv_heads);
+      for (int kh = 0; kh < a->kv_heads; ++kh) {
+        for (int j = 0; j < a->cells; ++j) {
+          const int p = a->key_pos[static_cast<std::size_t>(kh) * a->cells + j];
+          if (p >= 0 && p < N) row[p] = CacheMap::kept;
+        }
+      }
+      const float denom = static_cast<float>(a->heads) * static_cast<float>(std::max(1, a->rows));
+      for (int h = 0; h < a->heads; ++h) {
+        const int kh = h / group;
+        for (int i = 0; i < a->rows; ++i) {
+          const float* pr =
+              a->probs.data() + (static_cast<std::size_t>(h) * a->rows + i) * a->cells;
+          for (int j = 0; j < a->cells; ++j) {
+            const int p = a->key_pos[static_cast<std::size_t>(kh) * a->cells + j];
+            if (p >= 0 && p < N) mass[p] += pr[j] / denom;
+          }
+        }
+      }
+    } else {
+      m.exact = false;
+      const auto it = s.banks.find(bank);
+      const std::int64_t held = it == s.banks.end() ? N : it->second.tokens_held;
+      for (int p = std::max<std::int64_t>(0, N - held); p < N; ++p) row[p] = CacheMap::kept;
+    }
+    // A kept position older than an evicted one is a sink (or a heavy hitter under H2O).
+    int last_evicted = -1;
+    for (int p = 0; p < N; ++p) {
+      if (row[p] == CacheMap::evicted) last_evicted = p;
+    }
+    for (int p = 0; p < last_evicted; ++p) {
+      if (row[p] == CacheMap::kept) row[p] = CacheMap::sink;
+    }
+    for (int p = 0; p < N; ++p) m.max_mass = std::max(m.max_mass, mass[p]);
+  }
+  return m;
 }
 
 }  // namespace kvlab::viz

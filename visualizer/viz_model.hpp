@@ -21,9 +21,9 @@ struct Rect {
 
 // Where each panel goes for a display of `width` x `height` pixels (no docking in ImGui 1.86: the
 // layout is fixed and follows the window's size). Controls on the left; the sharing graph and the
-// footprint on top; LCKV, attention and Squeeze below; the text at the bottom.
+// footprint on top; LCKV, attention and Squeeze below; the text and the cache map at the bottom.
 struct PanelLayout {
-  Rect controls, graph, footprint, lckv, attention, squeeze, text;
+  Rect controls, graph, footprint, lckv, attention, squeeze, text, cache;
 };
 PanelLayout panel_layout(float width, float height);
 
@@ -106,6 +106,33 @@ struct SqueezeBars {
   double lo = 0, hi = 1;  // the bars' value range (cos_sim is drawn against it)
 };
 SqueezeBars squeeze_bars(const Snapshot& s, const PlanDiagram& d);
+
+// ---- cache map
+
+// Which positions each bank offered the latest step: one row per bank (KV layer), one column per
+// position of the sequence. Exact from the latest recorded attention of a layer reading the bank
+// (the positions of the cells it read, any KV head; a policy trims the bank after the step, which
+// the kv_step's `evicted` counts); without recorded attention, by recency from tokens_held.
+struct CacheMap {
+  enum State : unsigned char {
+    none = 0,
+    kept = 1,
+    evicted = 2,
+    sink = 3
+  };                                 // sink: kept, though
+                                     // a later one is gone
+  int positions = 0;                 // columns: the sequence so far
+  std::vector<int> banks;            // rows: the KV layers, ascending
+  std::vector<unsigned char> state;  // (rows, positions)
+  std::vector<float> mass;           // (rows, positions): mean attention weight on the cell over
+                                     // the heads and query rows of that read (0 when not known)
+  float max_mass = 0;
+  bool exact = false;  // every row came from recorded attention
+  unsigned char at(int row, int pos) const {
+    return state[static_cast<std::size_t>(row) * positions + pos];
+  }
+};
+CacheMap cache_map(const Snapshot& s);
 
 // "22.0 KiB"
 std::string human_bytes(double bytes);

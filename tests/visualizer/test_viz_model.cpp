@@ -19,15 +19,17 @@ bool overlaps(const Rect& a, const Rect& b) {
 TEST(VizLayout, PanelsTileTheDisplayWithoutOverlapping) {
   for (const auto& [w, h] : {std::pair{1280.0f, 800.0f}, {900.0f, 650.0f}, {1920.0f, 1080.0f}}) {
     const PanelLayout p = panel_layout(w, h);
-    const Rect all[] = {p.controls, p.graph, p.footprint, p.lckv, p.attention, p.squeeze, p.text};
-    for (int i = 0; i < 7; ++i) {
+    const Rect all[] = {p.controls,  p.graph,   p.footprint, p.lckv,
+                        p.attention, p.squeeze, p.text,      p.cache};
+    for (int i = 0; i < 8; ++i) {
       EXPECT_GE(all[i].x, 0);
       EXPECT_GE(all[i].y, 0);
       EXPECT_LE(all[i].right(), w + 0.5f) << i;
       EXPECT_LE(all[i].bottom(), h + 0.5f) << i;
       EXPECT_GT(all[i].w, 140) << i;
       EXPECT_GT(all[i].h, 60) << i;
-      for (int j = i + 1; j < 7; ++j) EXPECT_FALSE(overlaps(all[i], all[j])) << i << " " << j;
+      EXPECT_GT(all[i].w * all[i].h, 0) << i;
+      for (int j = i + 1; j < 8; ++j) EXPECT_FALSE(overlaps(all[i], all[j])) << i << " " << j;
     }
   }
 }
@@ -183,6 +185,52 @@ TEST(VizSqueeze, ClustersAndBudgetsFollowEachLayersBank) {
   EXPECT_EQ(c.cluster, (std::vector<int>{0, 0, 0, 0}));
   EXPECT_EQ(c.budget, (std::vector<int>{-1, -1, -1, -1}));
   EXPECT_TRUE(squeeze_bars(Snapshot{}, d).cos_sim.empty());
+}
+
+TEST(VizCacheMap, KeptEvictedAndSinksFromTheAttentionsKeyPositions) {
+  Snapshot s;
+  s.step = 3;
+  StepSummaryEvent sum;
+  sum.step = 3;
+  sum.position = 9;  // 10 positions
+  s.recent_steps.push_back(sum);
+  KvStepEvent b0;
+  b0.layer = b0.bank = 0;
+  b0.writes = true;
+  b0.tokens_held = 5;
+  s.banks[0] = b0;
+  KvStepEvent b2 = b0;
+  b2.layer = b2.bank = 2;
+  b2.tokens_held = 4;
+  s.banks[2] = b2;
+  // Bank 0's read: one query over cells at positions 0, 1 (sinks), 7, 8, 9; two heads, one KV head.
+  AttentionEvent a;
+  a.step = 3;
+  a.layer = 1;
+  a.bank = 0;
+  a.heads = 2;
+  a.kv_heads = 1;
+  a.rows = 1;
+  a.cells = 5;
+  a.key_pos = {0, 1, 7, 8, 9};
+  a.probs = {0.5f, 0.1f, 0.1f, 0.1f, 0.2f, 0.3f, 0.1f, 0.2f, 0.2f, 0.2f};
+  s.attention[1] = a;
+  const CacheMap m = cache_map(s);
+  EXPECT_EQ(m.positions, 10);
+  EXPECT_EQ(m.banks, (std::vector<int>{0, 2}));
+  EXPECT_FALSE(m.exact);  // bank 2 had no recorded attention: by recency
+  EXPECT_EQ(m.at(0, 0), CacheMap::sink);
+  EXPECT_EQ(m.at(0, 1), CacheMap::sink);
+  EXPECT_EQ(m.at(0, 2), CacheMap::evicted);
+  EXPECT_EQ(m.at(0, 6), CacheMap::evicted);
+  EXPECT_EQ(m.at(0, 7), CacheMap::kept);
+  EXPECT_EQ(m.at(0, 9), CacheMap::kept);
+  EXPECT_FLOAT_EQ(m.mass[0], 0.4f);  // mean over the two heads
+  EXPECT_FLOAT_EQ(m.mass[9], 0.2f);
+  EXPECT_FLOAT_EQ(m.max_mass, 0.4f);
+  for (int p = 0; p < 6; ++p) EXPECT_EQ(m.at(1, p), CacheMap::evicted) << p;
+  for (int p = 6; p < 10; ++p) EXPECT_EQ(m.at(1, p), CacheMap::kept) << p;
+  EXPECT_EQ(cache_map(Snapshot{}).positions, 0);
 }
 
 TEST(VizModel, HumanBytes) {

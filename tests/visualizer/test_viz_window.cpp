@@ -175,7 +175,8 @@ TEST_F(VizWindow, EveryPanelRendersThroughAScriptedSession) {
   if (!skipped_.empty()) GTEST_SKIP() << skipped_;
   ASSERT_EQ(rep["captures"].size(), 2u) << rep.dump(1);
   const json& lckv = rep["captures"][0];
-  for (const char* p : {"controls", "graph", "footprint", "lckv", "attention", "squeeze", "text"}) {
+  for (const char* p :
+       {"controls", "graph", "footprint", "lckv", "attention", "squeeze", "text", "cache"}) {
     EXPECT_TRUE(lckv["panels"].value(p, false)) << p;
   }
   // The attention map of an upward layer (lckv:2 on 4 layers: layer 1 reads layer 2) after the
@@ -202,6 +203,22 @@ TEST_F(VizWindow, EveryPanelRendersThroughAScriptedSession) {
   EXPECT_TRUE(sq["squeeze"]["clustered"].get<bool>());
   EXPECT_EQ(sq["worker"]["generated"], 4);
   EXPECT_EQ(sq["footprint"]["steps"], 5);
+  // With budgets, the cache map shows dropped positions (dark red) beside the kept ones.
+  {
+    const Image img(sq["path"].get<std::string>());
+    const json& map = sq["rects"]["cache.map"];
+    int dropped = 0, kept = 0;
+    for (int y = static_cast<int>(map[1].get<double>());
+         y < static_cast<int>(map[1].get<double>() + map[3].get<double>()); ++y) {
+      for (int x = static_cast<int>(map[0].get<double>());
+           x < static_cast<int>(map[0].get<double>() + map[2].get<double>()); ++x) {
+        dropped += near(img.at(x, y), {110, 45, 50}, 3);
+        kept += near(img.at(x, y), kKvColour, 3);
+      }
+    }
+    EXPECT_GT(dropped, 100);
+    EXPECT_GT(kept, 20);
+  }
   // Squeeze bars take their clusters' colours (red, amber, blue), never the unclustered grey.
   const Image b(sq["path"].get<std::string>());
   const std::array<std::array<int, 3>, 3> clusters{{{230, 75, 75}, {240, 180, 50}, {80, 140, 230}}};
@@ -221,7 +238,8 @@ TEST_F(VizWindow, ResizeMidRunRelaysThePanels) {
   const Image img(cap["path"].get<std::string>());
   EXPECT_EQ(img.w, 900);
   EXPECT_EQ(img.h, 650);
-  for (const char* p : {"controls", "graph", "footprint", "lckv", "attention", "squeeze", "text"}) {
+  for (const char* p :
+       {"controls", "graph", "footprint", "lckv", "attention", "squeeze", "text", "cache"}) {
     EXPECT_TRUE(cap["panels"].contains(p)) << p;
   }
   const json& standard = cap["rects"]["footprint.total.standard"];
