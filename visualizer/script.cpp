@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "session/session.hpp"
 
 namespace kvlab::viz {
 namespace {
@@ -55,6 +56,14 @@ std::vector<ScriptCommand> parse_script(const std::string& text) {
       if (c.arg.empty()) {
         fail("--script", "line " + std::to_string(line) + ": " + c.verb,
              c.verb + " needs an argument");
+      }
+      if (c.verb == "squeeze" && c.arg != "off") {
+        try {
+          parse_squeeze(c.arg).validate();
+        } catch (const Error& e) {
+          fail("--script", "line " + std::to_string(line) + ": " + l,
+               std::string("squeeze F0,F3 or off (") + e.what() + ")");
+        }
       }
     } else if (bare.count(c.verb)) {
       if (!c.arg.empty()) {
