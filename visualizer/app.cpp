@@ -42,7 +42,8 @@ void on_glfw_error(int code, const char* text) {
 }
 
 // The back buffer as a PNG (rows flipped: GL's origin is the bottom left).
-void write_screenshot(const std::string& path, int w, int h) {
+// `crop` (window pixels; w = 0: the whole frame) selects a panel.
+void write_screenshot(const std::string& path, int w, int h, Rect crop = {}) {
   std::vector<unsigned char> px(static_cast<std::size_t>(w) * h * 4);
   glPixelStorei(GL_PACK_ALIGNMENT, 1);
   glReadBuffer(GL_BACK);
@@ -54,12 +55,28 @@ void write_screenshot(const std::string& path, int w, int h) {
                 flipped.data() + static_cast<std::size_t>(y) * row);
   }
   for (std::size_t i = 3; i < flipped.size(); i += 4) flipped[i] = 255;  // opaque
+  if (crop.w > 0) {
+    const int x0 = std::clamp(static_cast<int>(crop.x), 0, w - 1);
+    const int y0 = std::clamp(static_cast<int>(crop.y), 0, h - 1);
+    const int cw = std::clamp(static_cast<int>(crop.w), 1, w - x0);
+    const int ch = std::clamp(static_cast<int>(crop.h), 1, h - y0);
+    std::vector<unsigned char> part(static_cast<std::size_t>(cw) * ch * 4);
+    for (int y = 0; y < ch; ++y) {
+      std::copy_n(flipped.data() + (static_cast<std::size_t>(y0 + y) * w + x0) * 4,
+                  static_cast<std::size_t>(cw) * 4,
+                  part.data() + static_cast<std::size_t>(y) * cw * 4);
+    }
+    flipped = std::move(part);
+    w = cw;
+    h = ch;
+  }
+  const std::size_t out_row = static_cast<std::size_t>(w) * 4;
   std::string png;
   stbi_write_png_to_func(
       [](void* ctx, void* data, int size) {
         static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), size);
       },
-      &png, w, h, 4, flipped.data(), static_cast<int>(row));
+      &png, w, h, 4, flipped.data(), static_cast<int>(out_row));
   if (png.empty()) fail("--screenshot", path, "a PNG the encoder could write");
   write_file_atomic(path, [&](std::ostream& out) { out.write(png.data(), png.size()); });
 }
@@ -78,6 +95,7 @@ struct ScriptRunner {
   int frames_left = 0;  // `frames N`
   int capture_in = -1;  // frames until a pending screenshot is taken (-1: none)
   std::string capture_path;
+  std::string capture_panel;  // "" : the whole window
   bool done() const { return next >= lines.size() && frames_left == 0 && capture_in < 0; }
 };
 
@@ -218,9 +236,15 @@ int run_viz(const VizOptions& o) {
           if (!worker.idle()) break;
         } else if (s.verb == "frames") {
           script.frames_left = s.n;
-        } else if (s.verb == "screenshot") {
+        } else if (s.verb == "screenshot" || s.verb == "screenshot-panel") {
           script.capture_in = 2;  // let ImGui settle two frames after the last change
           script.capture_path = s.arg;
+          script.capture_panel.clear();
+          if (s.verb == "screenshot-panel") {
+            const auto sp = s.arg.find(' ');
+            script.capture_panel = s.arg.substr(0, sp);
+            script.capture_path = s.arg.substr(sp + 1);
+          }
         } else if (s.verb == "resize") {
           glfwSetWindowSize(window, s.n, s.m);
         } else if (s.verb == "model") {
@@ -305,7 +329,14 @@ int run_viz(const VizOptions& o) {
       ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
 
       if (script.capture_in == 0) {
-        write_screenshot(script.capture_path, fw, fh);
+        Rect crop;
+        if (!script.capture_panel.empty()) {
+          crop = panel_rect(lay, script.capture_panel);
+          const float sx = io.DisplaySize.x > 0 ? static_cast<float>(fw) / io.DisplaySize.x : 1;
+          const float sy = io.DisplaySize.y > 0 ? static_cast<float>(fh) / io.DisplaySize.y : 1;
+          crop = {crop.x * sx, crop.y * sy, crop.w * sx, crop.h * sy};
+        }
+        write_screenshot(script.capture_path, fw, fh, crop);
         report["screenshots"].push_back(script.capture_path);
         report["captures"].push_back(frame_record(script.capture_path, f, log, fw, fh));
         script.capture_in = -1;

@@ -69,6 +69,15 @@ std::vector<ScriptCommand> parse_script(const std::string& text) {
       if (!c.arg.empty()) {
         fail("--script", "line " + std::to_string(line) + ": " + l, c.verb + " takes no argument");
       }
+    } else if (c.verb == "screenshot-panel") {
+      static const std::set<std::string> panels = {"controls",  "graph",   "footprint", "lckv",
+                                                   "attention", "squeeze", "text",      "cache"};
+      const auto sp = c.arg.find(' ');
+      if (sp == std::string::npos || !panels.count(c.arg.substr(0, sp))) {
+        fail("--script", "line " + std::to_string(line) + ": " + l,
+             "screenshot-panel PANEL FILE, PANEL one of controls, graph, footprint, lckv, "
+             "attention, squeeze, text, cache");
+      }
     } else if (c.verb == "step" || c.verb == "frames") {
       c.n = parse_count(c.arg, line, c.verb, 1, 1000000);
     } else if (c.verb == "resize") {
@@ -83,7 +92,7 @@ std::vector<ScriptCommand> parse_script(const std::string& text) {
     } else {
       fail("--script", "line " + std::to_string(line) + ": " + c.verb,
            "one of model, plan, policy, budget, squeeze, prompt, prefill, step, run, pause, "
-           "reset, trace, wait, frames, resize, screenshot");
+           "reset, trace, wait, frames, resize, screenshot, screenshot-panel");
     }
     out.push_back(c);
   }

@@ -11,6 +11,8 @@
 //   wait              until the worker has finished everything asked of it
 //   frames N          draw N frames              resize W H   resize the window
 //   screenshot FILE   write the next frame as a PNG
+//   screenshot-panel PANEL FILE   one panel of it (controls, graph, footprint, lckv, attention,
+//                     squeeze, text, cache)
 //   # ...             a comment; blank lines are skipped
 #pragma once
 

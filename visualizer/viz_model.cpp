@@ -27,6 +27,17 @@ PanelLayout panel_layout(float width, float height) {
   return p;
 }
 
+Rect panel_rect(const PanelLayout& p, const std::string& name) {
+  const std::pair<const char*, const Rect*> all[] = {
+      {"controls", &p.controls}, {"graph", &p.graph},         {"footprint", &p.footprint},
+      {"lckv", &p.lckv},         {"attention", &p.attention}, {"squeeze", &p.squeeze},
+      {"text", &p.text},         {"cache", &p.cache}};
+  for (const auto& [n, r] : all) {
+    if (name == n) return *r;
+  }
+  return {0, 0, p.controls.w + p.graph.w + p.footprint.w, p.controls.h};
+}
+
 Footprint footprint(const Snapshot& s) {
   Footprint f;
   f.step = s.step;

@@ -26,6 +26,9 @@ struct PanelLayout {
   Rect controls, graph, footprint, lckv, attention, squeeze, text, cache;
 };
 PanelLayout panel_layout(float width, float height);
+// A panel's rectangle by name: controls, graph, footprint, lckv, attention, squeeze, text, cache
+// (an unknown name: the whole display).
+Rect panel_rect(const PanelLayout& p, const std::string& name);
 
 // ---- KV footprint
 

@@ -104,6 +104,13 @@ TEST(VizGraph, LayerZeroAtTheBottomAndHitsFindTheNode) {
   EXPECT_TRUE(graph_layout(0, area).nodes.empty());
 }
 
+TEST(VizLayout, PanelsByName) {
+  const PanelLayout p = panel_layout(1280, 800);
+  EXPECT_EQ(panel_rect(p, "cache").x, p.cache.x);
+  EXPECT_EQ(panel_rect(p, "attention").w, p.attention.w);
+  EXPECT_EQ(panel_rect(p, "nosuch").x, 0);
+}
+
 TEST(VizGraph, LayerSummarySaysWhatItReadsAndWhatItCosts) {
   const KvPlan plan = KvPlan::parse("cla:2", 4);
   const PlanDiagram d = plan_diagram(plan);
@@ -242,8 +249,10 @@ TEST(VizModel, HumanBytes) {
 TEST(VizScript, ParsesEveryVerb) {
   const auto s = parse_script(
       "# a comment\n\nmodel tiny-standard\nplan cla:2\nprompt Once upon a time\nprefill\n"
-      "step 5\nwait\nframes 3\nresize 900 650\nsqueeze 0.4,0.1\ntrace\nscreenshot out.png\n");
-  ASSERT_EQ(s.size(), 11u);
+      "step 5\nwait\nframes 3\nresize 900 650\nsqueeze 0.4,0.1\ntrace\nscreenshot out.png\n"
+      "screenshot-panel cache c.png\n");
+  ASSERT_EQ(s.size(), 12u);
+  EXPECT_EQ(s[11].arg, "cache c.png");
   EXPECT_EQ(s[0].verb, "model");
   EXPECT_EQ(s[0].arg, "tiny-standard");
   EXPECT_EQ(s[2].arg, "Once upon a time");

@@ -230,11 +230,23 @@ TEST_F(VizWindow, EveryPanelRendersThroughAScriptedSession) {
 }
 
 TEST_F(VizWindow, ResizeMidRunRelaysThePanels) {
-  const json rep = viz("--model " + kTiny, "step 2\nresize 900 650\nwait\nframes 3\nscreenshot " +
-                                               dir_ + "/small.png\n");
+  const json rep =
+      viz("--model " + kTiny, "step 2\nresize 900 650\nwait\nframes 3\nscreenshot " + dir_ +
+                                  "/small.png\nscreenshot-panel footprint " + dir_ + "/fp.png\n");
   if (!skipped_.empty()) GTEST_SKIP() << skipped_;
-  ASSERT_EQ(rep["captures"].size(), 1u);
+  ASSERT_EQ(rep["captures"].size(), 2u);
   const json& cap = rep["captures"][0];
+  // One panel alone: the footprint, cropped from the frame, holds the standard bar's grey.
+  const Image panel(dir_ + "/fp.png");
+  EXPECT_GT(panel.w, 200);
+  EXPECT_LT(panel.w, 700);
+  EXPECT_GT(panel.h, 100);
+  EXPECT_LT(panel.h, 500);
+  int grey = 0;
+  for (std::size_t i = 0; i + 2 < panel.px.size(); i += 4) {
+    grey += near({panel.px[i], panel.px[i + 1], panel.px[i + 2]}, kStandardColour, 2);
+  }
+  EXPECT_GT(grey, 500);
   const Image img(cap["path"].get<std::string>());
   EXPECT_EQ(img.w, 900);
   EXPECT_EQ(img.h, 650);
