@@ -202,6 +202,7 @@ int run_viz(const VizOptions& o) {
       }
     }
     std::uint64_t seen_loads = 0;
+    std::string seen_policy = o.session.run.policy, seen_budget = o.session.run.budget;
     bool waiting_for_start = true;  // scripts start once the first load and prefill are done
     auto last = std::chrono::steady_clock::now();
     DrawLog log;
@@ -288,6 +289,14 @@ int run_viz(const VizOptions& o) {
 
       // ---- this frame's copies (after the script, so that they show what it asked for)
       f.worker = worker.state();
+      // The policy the session runs (Squeeze may have switched full to window): the controls
+      // follow each change, and leave the user's typing alone in between.
+      if (f.worker.run.policy != seen_policy || f.worker.run.budget != seen_budget) {
+        seen_policy = f.worker.run.policy;
+        seen_budget = f.worker.run.budget;
+        c.policy = seen_policy;
+        c.budget = seen_budget;
+      }
       // The telemetry is copied (and its draw data computed) only when something changed.
       const SnapshotObserver* source = f.worker.telemetry.get();
       const std::uint64_t version = source ? source->version() : 0;

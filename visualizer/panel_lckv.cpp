@@ -126,7 +126,7 @@ void draw_lckv_panel(const Rect& r, const Frame& f, Controls& c, DrawLog& log) {
   // The chosen pass, per target.
   if (ImGui::BeginTable("passes", 5, ImGuiTableFlags_RowBg | ImGuiTableFlags_SizingStretchSame)) {
     ImGui::TableSetupColumn("target");
-    ImGui::TableSetupColumn("exact tokens");
+    ImGui::TableSetupColumn("exact");
     ImGui::TableSetupColumn("rel dK");
     ImGui::TableSetupColumn("rel dV");
     ImGui::TableSetupColumn("err K");

@@ -41,9 +41,10 @@ void draw_squeeze_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, D
     return;
   }
   if (b.clustered) {
-    ImGui::Text("%d prompt tokens; clusters 1-2 keep %.2f of the prompt", b.prompt_tokens, b.a);
+    ImGui::TextWrapped("%d prompt tokens; clusters 1-2 keep %.2f of the prompt", b.prompt_tokens,
+                       b.a);
   } else {
-    ImGui::Text("%d prompt tokens; budgets off (all tokens kept)", b.prompt_tokens);
+    ImGui::TextWrapped("%d prompt tokens; budgets off (all tokens kept)", b.prompt_tokens);
   }
   const ImVec2 p0 = ImGui::GetCursorScreenPos();
   const ImVec2 avail = ImGui::GetContentRegionAvail();
@@ -105,7 +106,7 @@ void draw_squeeze_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, D
     }
   }
   dl->AddText(ImVec2(left, p0.y), colour::text_dim,
-              b.clustered ? "s_l per layer; number = bank budget; dashes = cluster centres"
+              b.clustered ? "s_l; numbers: budgets; dashes: centres"
                           : "s_l per layer (higher = less important)");
   ImGui::Dummy(avail);
   log.panels["squeeze"] = true;
