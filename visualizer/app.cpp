@@ -14,6 +14,7 @@
 #include <cfloat>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
@@ -208,6 +209,11 @@ int run_viz(const VizOptions& o) {
     DrawLog log;
     Frame f;
     const SnapshotObserver* snap_source = nullptr;
+    std::unique_ptr<Worker> compare;  // plan B (the Compare window); joined before the window goes
+    bool compare_now = false;         // a script asked for it
+    const SnapshotObserver* b_source = nullptr;
+    std::uint64_t b_version = 0;
+    Footprint b_footprint;
     std::uint64_t snap_version = 0, snap_loads = 0;
     while (!glfwWindowShouldClose(window)) {
       glfwPollEvents();
@@ -234,7 +240,7 @@ int run_viz(const VizOptions& o) {
              script.capture_in < 0) {
         const ScriptCommand& s = script.lines[script.next];
         if (s.verb == "wait") {
-          if (!worker.idle()) break;
+          if (!worker.idle() || compare_now || (compare && !compare->idle())) break;
         } else if (s.verb == "frames") {
           script.frames_left = s.n;
         } else if (s.verb == "screenshot" || s.verb == "screenshot-panel") {
@@ -269,6 +275,10 @@ int run_viz(const VizOptions& o) {
             c.f3 = static_cast<float>(spec.f3);
           }
           apply_run_options(worker, c);
+        } else if (s.verb == "compare") {
+          c.compare_plan = s.arg;
+          c.compare_open = true;
+          compare_now = true;
         } else if (s.verb == "prompt") {
           c.prompt = s.arg;
         } else if (s.verb == "prefill") {
@@ -328,6 +338,28 @@ int run_viz(const VizOptions& o) {
       draw_squeeze_panel(lay.squeeze, f, c, worker, log);
       draw_text_panel(lay.text, f, log);
       draw_cache_panel(lay.cache, f, log);
+      // Compare: plan B in a worker of its own, started on demand.
+      WorkerState bs;
+      if (compare) {
+        bs = compare->state();
+        const SnapshotObserver* bsrc = bs.telemetry.get();
+        const std::uint64_t bv = bsrc ? bsrc->version() : 0;
+        if (bsrc != b_source || bv != b_version) {
+          b_source = bsrc;
+          b_version = bv;
+          b_footprint = footprint(bsrc ? bsrc->snapshot() : Snapshot{});
+        }
+      }
+      bool run_b = compare_now;
+      compare_now = false;
+      draw_compare_panel(f, c, compare.get(), bs, b_footprint, run_b, log);
+      if (run_b) {
+        if (!compare) {
+          compare = std::make_unique<Worker>();
+          b_source = nullptr;
+        }
+        post_compare(*compare, f.worker, c);
+      }
       ImGui::Render();
 
       int fw = 0, fh = 0;

@@ -138,6 +138,8 @@ void draw_controls_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, 
   help_marker(
       "Encodes the prompt pass by pass (and token by token, to compare): the LCKV panel "
       "shows each pass's change and its error against the exact K/V.");
+  if (ImGui::Button("Compare plans...")) c.compare_open = !c.compare_open;
+  help_marker("The same model and prompt under a second plan, side by side: K/V held and text.");
   ImGui::SetNextItemWidth(-90);
   if (ImGui::SliderFloat("tokens/s", &c.speed, 0, 60, c.speed == 0 ? "max" : "%.0f")) {
     w.set_speed(c.speed);

@@ -53,7 +53,9 @@ struct Controls {
   float speed = 8;          // tokens per second while running; 0: as fast as it goes
   int lckv_pass = 0;        // the pass the LCKV panel details
   bool lckv_follow = true;  // follow the last pass as passes arrive (until the slider moves)
-  int attn_layer = -1, attn_head = 0, attn_row = -1;  // the Attention panel's (-1: auto)
+  int attn_layer = -1, attn_head = 0, attn_row = -1;
+  bool compare_open = false;           // the Compare window
+  std::string compare_plan = "cla:2";  // plan B  // the Attention panel's (-1: auto)
 };
 
 // What the panels drew this frame, for `--report` and the tests: the panels that showed content
@@ -84,5 +86,10 @@ void draw_attention_panel(const Rect& r, const Frame& f, Controls& c, Worker& w,
 void draw_squeeze_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, DrawLog& log);
 void draw_text_panel(const Rect& r, const Frame& f, DrawLog& log);
 void draw_cache_panel(const Rect& r, const Frame& f, DrawLog& log);
+// Compare (a window over the others, opened from the controls): `b` runs plan B (null before the
+// first run); sets run_b when the user asks to (re)run it. post_compare: B's commands.
+void draw_compare_panel(const Frame& f, Controls& c, Worker* b, const WorkerState& bs,
+                        const Footprint& bf, bool& run_b, DrawLog& log);
+void post_compare(Worker& b, const WorkerState& a, const Controls& c);
 
 }  // namespace kvlab::viz

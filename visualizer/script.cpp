@@ -36,8 +36,8 @@ int parse_count(const std::string& text, int line, const std::string& verb, int 
 }  // namespace
 
 std::vector<ScriptCommand> parse_script(const std::string& text) {
-  static const std::set<std::string> with_arg = {"model",   "plan",   "policy",    "budget",
-                                                 "squeeze", "prompt", "screenshot"};
+  static const std::set<std::string> with_arg = {"model",   "plan",   "policy",     "budget",
+                                                 "squeeze", "prompt", "screenshot", "compare"};
   static const std::set<std::string> bare = {"prefill", "run", "pause", "reset", "trace", "wait"};
   std::vector<ScriptCommand> out;
   std::istringstream in(text);
@@ -92,7 +92,7 @@ std::vector<ScriptCommand> parse_script(const std::string& text) {
     } else {
       fail("--script", "line " + std::to_string(line) + ": " + c.verb,
            "one of model, plan, policy, budget, squeeze, prompt, prefill, step, run, pause, "
-           "reset, trace, wait, frames, resize, screenshot, screenshot-panel");
+           "reset, trace, wait, frames, resize, screenshot, screenshot-panel, compare");
     }
     out.push_back(c);
   }

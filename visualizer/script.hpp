@@ -8,7 +8,8 @@
 //   prompt TEXT       the prompt (the rest of the line)
 //   prefill           encode the prompt          step N   decode N tokens (greedy)
 //   run | pause | reset                          trace    LCKV trace of the prompt, with --exact
-//   wait              until the worker has finished everything asked of it
+//   compare PLAN      open Compare and run the prompt under PLAN beside the main run
+//   wait              until the workers have finished everything asked of them
 //   frames N          draw N frames              resize W H   resize the window
 //   screenshot FILE   write the next frame as a PNG
 //   screenshot-panel PANEL FILE   one panel of it (controls, graph, footprint, lckv, attention,

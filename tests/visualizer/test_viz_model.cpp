@@ -250,8 +250,9 @@ TEST(VizScript, ParsesEveryVerb) {
   const auto s = parse_script(
       "# a comment\n\nmodel tiny-standard\nplan cla:2\nprompt Once upon a time\nprefill\n"
       "step 5\nwait\nframes 3\nresize 900 650\nsqueeze 0.4,0.1\ntrace\nscreenshot out.png\n"
-      "screenshot-panel cache c.png\n");
-  ASSERT_EQ(s.size(), 12u);
+      "screenshot-panel cache c.png\ncompare cla:2\n");
+  ASSERT_EQ(s.size(), 13u);
+  EXPECT_EQ(s[12].arg, "cla:2");
   EXPECT_EQ(s[11].arg, "cache c.png");
   EXPECT_EQ(s[0].verb, "model");
   EXPECT_EQ(s[0].arg, "tiny-standard");

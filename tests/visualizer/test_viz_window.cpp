@@ -229,6 +229,23 @@ TEST_F(VizWindow, EveryPanelRendersThroughAScriptedSession) {
   }
 }
 
+// Compare: plan B (cla:2) beside the main run (standard) on the same prompt and tokens.
+TEST_F(VizWindow, CompareRunsASecondPlanBesideTheFirst) {
+  const json rep = viz("--model " + kTiny,
+                       "step 3\nwait\ncompare cla:2\nwait\nscreenshot " + dir_ + "/cmp.png\n");
+  if (!skipped_.empty()) GTEST_SKIP() << skipped_;
+  ASSERT_EQ(rep["captures"].size(), 1u);
+  const json& cap = rep["captures"][0];
+  EXPECT_TRUE(cap["panels"].value("compare", false)) << cap.dump(1);
+  const json& a = cap["rects"]["compare.a"];
+  const json& b = cap["rects"]["compare.b"];
+  const json& standard = cap["rects"]["compare.standard"];
+  EXPECT_NEAR(a[2].get<double>(), standard[2].get<double>(), 1.0);  // A runs standard
+  EXPECT_NEAR(b[2].get<double>() * 2, standard[2].get<double>(), 2.0);
+  const Image img(dir_ + "/cmp.png");
+  EXPECT_TRUE(near(centre(img, b), {240, 140, 40}));
+}
+
 TEST_F(VizWindow, ResizeMidRunRelaysThePanels) {
   const json rep =
       viz("--model " + kTiny, "step 2\nresize 900 650\nwait\nframes 3\nscreenshot " + dir_ +
@@ -298,10 +315,10 @@ TEST_F(VizWindow, AThousandFrameSessionEndsCleanly) {
   const char* plans[] = {"cla:2", "lckv:2", "standard", "0_0_2_2", "lckv:2"};
   for (const char* p : plans) {
     script += std::string("plan ") + p + "\nstep 3\nframes 50\nrun\nframes 50\npause\ntrace\n";
-    script += "resize 700 500\nframes 30\nresize 640 420\nreset\nprefill\nframes 30\n";
+    script += "resize 520 360\nframes 30\nresize 480 320\nreset\nprefill\nframes 30\n";
   }
   script += "squeeze 0.5,0.2\nwait\nframes 1\n";
-  const json rep = viz("--model " + kTiny + " --size 640x420 --frames 1000 --speed 0", script);
+  const json rep = viz("--model " + kTiny + " --size 480x320 --frames 1000 --speed 0", script);
   if (!skipped_.empty()) GTEST_SKIP() << skipped_;
   EXPECT_EQ(rep["frames"], 1000);
   EXPECT_EQ(rep["last_frame"]["worker"]["error"], "") << rep["last_frame"].dump(1);
