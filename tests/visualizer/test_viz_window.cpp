@@ -5,6 +5,7 @@
 #include <stb_image.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -42,7 +43,10 @@ ShellResult shell(const std::string& cmd) {
 // else the DISPLAY set. Empty `why` when one is there.
 std::string display_prefix(std::string& why) {
   if (shell("command -v xvfb-run").status == 0) {
-    return "xvfb-run -a -s '-screen 0 1600x1000x24' ";
+    // Each test process starts its own server; starting the search at a number of its own keeps
+    // tests run in parallel (ctest -j) from racing for the same display.
+    return "xvfb-run -a -n " + std::to_string(100 + getpid() % 800) +
+           " -s '-screen 0 1600x1000x24' ";
   }
   const char* d = std::getenv("DISPLAY");
   if (d && *d) return "";
@@ -70,7 +74,8 @@ class VizWindow : public ::testing::Test {
       std::ofstream(dir_ + "/script.txt") << script;
       cmd += " --script " + dir_ + "/script.txt";
     }
-    const ShellResult r = shell(cmd);
+    ShellResult r = shell(cmd);
+    if (r.output.find("Xvfb failed to start") != std::string::npos) r = shell(cmd);  // once more
     if (r.output.find("Xvfb failed to start") != std::string::npos ||
         r.output.rfind("xvfb-run: error:", 0) == 0) {
       skipped_ = "Xvfb could not start: " + r.output;
