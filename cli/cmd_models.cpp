@@ -69,7 +69,7 @@ void run_models(bool as_json) {
     return;
   }
   std::printf("Built-in models (%s); any command takes the name as --model:\n\n", dir.c_str());
-  std::printf("%-16s %-10s %6s %12s %10s %12s  %s\n", "name", "plan", "layers", "parameters",
+  std::printf("%-16s %-10s %6s %12s %10s %15s  %s\n", "name", "plan", "layers", "parameters",
               "KV B/token", "val loss", "shape");
   for (const json& m : all) {
     std::string loss = "-";
@@ -79,7 +79,7 @@ void run_models(bool as_json) {
                     m.value("val_ppl", 0.0));
       loss = buf;
     }
-    std::printf("%-16s %-10s %6d %12lld %10lld %12s  C=%d H=%d KV heads=%d D=%d T=%d vocab=%d\n",
+    std::printf("%-16s %-10s %6d %12lld %10lld %15s  C=%d H=%d KV heads=%d D=%d T=%d vocab=%d\n",
                 m["name"].get<std::string>().c_str(), m["plan"].get<std::string>().c_str(),
                 m["layers"].get<int>(), m["parameters"].get<long long>(),
                 m["kv_bytes_per_token_f32"].get<long long>(), loss.c_str(), m["hidden"].get<int>(),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains the models kvlab ships and writes them to models/ (docs/training.md, "The shipped models").
-#   scripts/train-models.sh [RUNS_DIR]      (default RUNS_DIR: build/model-runs)
+#   scripts/train-models.sh [RUNS_DIR [NAME...]]   (default: build/model-runs, every model)
 # Each model is trained with `kvlab train` into RUNS_DIR/<name> (a finished run is not redone),
 # then its best checkpoint is converted to float16 safetensors in models/<name> with a train.json
 # that records the command, the seed and the validation loss. Deterministic at a fixed thread
@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-build/model-runs}"
+shift || true
+only=" $* "
 kvlab="${KVLAB:-build/cpu/kvlab}"
 threads="${THREADS:-2}"
 export OMP_WAIT_POLICY=passive
@@ -22,9 +24,10 @@ models=(
 
 for entry in "${models[@]}"; do
   name="${entry%%|*}"
+  if [[ "$only" != "  " && "$only" != *" $name "* ]]; then continue; fi
   args="--preset tiny --seed 1 --recall-fraction 0.5 ${entry#*|}"
   run="$runs/$name"
-  cmd="kvlab train $args --threads $threads -o $run"
+  cmd="kvlab train $args --threads $threads -o runs/$name"
   if [[ ! -f "$run/done" ]]; then  # not yet trained, or stopped part way: resume
     echo "== $cmd"
     if [[ -d "$run" ]]; then
@@ -44,7 +47,7 @@ run, out, cmd = sys.argv[1:4]
 state = json.load(open(f"{run}/best/train_state.json"))
 record = {
     "command": cmd,
-    "then": f"kvlab convert --model {run}/best --to kvlab --dtype f16 -o models/{out.split('/')[-1][:-4]}",
+    "then": f"kvlab convert --model runs/{out.split('/')[-1][:-4]}/best --to kvlab --dtype f16 -o models/{out.split('/')[-1][:-4]}",
     "seed": 1,
     "steps": state["step"],
     "val_loss": round(state["best_val_loss"], 4),

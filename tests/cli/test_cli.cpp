@@ -216,6 +216,7 @@ TEST(CliDemo, RunsTheWholeTourOffline) {
   for (const char* marker :
        {"=== 1. ", "10,240 B", "5,120 B", "cyclic blocks [1, 20]", "largest batch",
         "passes run per block: 12", "logits vs token-by-token encoding", "plan 0_0_2_2_4_4",
+        "tiny-lckv2", "plan 0_4_4_4_4_5", "task passkey", "policy streaming", "clusters",
         "That was the tour."}) {
     EXPECT_NE(r.output.find(marker), std::string::npos) << "missing: " << marker;
   }
