@@ -115,7 +115,8 @@ void add_demo_command(CLI::App& app) {
     for (const auto& s : demo_steps()) run_step(s, i++);
     std::printf(
         "\nThat was the tour. Every step is a command you can run yourself; see\n"
-        "`kvlab --help` and `kvlab <command> --help`.\n");
+        "`kvlab --help` and `kvlab <command> --help`. To watch a plan while a model runs, open\n"
+        "the live window: `kvlab viz --model tiny-lckv2` (docs/visualizer.md).\n");
   });
 }
 

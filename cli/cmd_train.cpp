@@ -72,10 +72,11 @@ void run_train(TrainArgs& a) {
   std::int64_t every = 1;
   const auto on_start = [&](const TrainInfo& i) {
     std::printf(
-        "train %s, plan %s (%s; %d of %d layers hold K/V), %s, %.2f M parameters, vocab %d "
-        "(%s)\n",
-        i.preset.c_str(), i.plan.c_str(), i.plan_map.c_str(), i.kv_layers, i.layers,
-        i.precision.c_str(), static_cast<double>(i.parameters) / 1e6, i.vocab, i.tokenizer.c_str());
+        "train %s, plan %s (%s; %d of %d layers hold K/V), %d heads of %d (%d KV heads), %s, "
+        "%.2f M parameters, vocab %d (%s)\n",
+        i.preset.c_str(), i.plan.c_str(), i.plan_map.c_str(), i.kv_layers, i.layers, i.heads,
+        i.head_dim, i.kv_heads, i.precision.c_str(), static_cast<double>(i.parameters) / 1e6,
+        i.vocab, i.tokenizer.c_str());
     std::printf(
         "corpus %s: %s train / %s val tokens; batch %d x %d tokens, %lld steps%s\n",
         i.corpus_source.c_str(), group_digits(i.train_tokens).c_str(),
@@ -135,7 +136,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--preset", s.preset, "Model and run defaults: " + presets);
   cmd->add_option("--plan", s.plan,
                   "KV plan for the preset's layers (standard, cla:2, lckv:2, ...)");
-  cmd->add_option("--kv-heads", s.kv_heads, "KV heads (GQA; 1 = MQA); default: the preset's H");
+  cmd->add_option("--heads", s.heads,
+                  "Query heads (head_dim = hidden / heads); default: the preset's H");
+  cmd->add_option("--kv-heads", s.kv_heads, "KV heads (GQA; 1 = MQA); default: --heads (MHA)");
   cmd->add_option("--steps", s.steps, "Optimizer steps (default: the preset's)");
   cmd->add_option("--tokens", s.tokens, "Train on this many tokens instead of --steps");
   cmd->add_option("--resume", s.resume,

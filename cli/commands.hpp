@@ -22,6 +22,8 @@ void add_train_command(CLI::App& app);
 void add_corpus_command(CLI::App& app);
 void add_grad_command(CLI::App& app);
 void add_models_command(CLI::App& app);
+void add_zoo_command(CLI::App& app);
+void add_viz_command(CLI::App& app);
 
 // Every command but `demo` (the demo runs these through a fresh application, as if typed).
 inline void add_work_commands(CLI::App& app) {
@@ -41,6 +43,8 @@ inline void add_work_commands(CLI::App& app) {
   add_corpus_command(app);
   add_grad_command(app);
   add_models_command(app);
+  add_zoo_command(app);
+  add_viz_command(app);
 }
 
 }  // namespace kvlab::cli

@@ -9,7 +9,7 @@ preset="${1:-cpu}"
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-  pybind11-dev libglfw3-dev libimgui-dev
+  pybind11-dev libglfw3-dev libimgui-dev libstb-dev libgl-dev libgl1-mesa-dri
   python3 python3-dev python3-venv python3-numpy python3-torch python3-sklearn python3-matplotlib
   jupyter-notebook python3-nbconvert python3-ipykernel
   xvfb xauth clang libclang-rt-14-dev

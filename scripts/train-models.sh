@@ -18,7 +18,7 @@ mkdir -p "$runs"
 # name | kvlab train arguments (after --preset tiny --seed 1 --recall-fraction 0.5)
 models=(
   "tiny-standard|--plan standard --steps 3000"
-  "tiny-cla2-mqa|--plan cla:2 --kv-heads 1 --steps 1000"
+  "tiny-cla2-mqa|--plan cla:2 --kv-heads 1 --steps 3000"
   "tiny-lckv2|--plan lckv:2 --train-passes 3,1 --steps 1000"
 )
 

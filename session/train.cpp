@@ -39,7 +39,7 @@ struct RunSpec {
   std::string preset, plan, plan_map;
   Precision precision = Precision::f32;
   std::uint64_t seed = 1;
-  int kv_heads = 0;
+  int heads = 0, kv_heads = 0;
   rt::TrainPasses passes;
   double lr = 0;
   std::int64_t steps = 0;
@@ -55,6 +55,7 @@ json spec_json(const RunSpec& r) {
           {"plan_map", r.plan_map},
           {"precision", precision_name(r.precision)},
           {"seed", r.seed},
+          {"heads", r.heads},
           {"kv_heads", r.kv_heads},
           {"train_passes", {r.passes.m, r.passes.b}},
           {"kv_loss", r.passes.kv_loss_weight},
@@ -194,7 +195,7 @@ class Trainer {
         corpus_(corpus),
         setup_(setup),
         out_(out),
-        cfg_(rt::train_config(preset, tok.tokenizer->vocab_size(), spec.kv_heads)),
+        cfg_(rt::train_config(preset, tok.tokenizer->vocab_size(), spec.kv_heads, spec.heads)),
         plan_(KvPlan::parse(spec.plan_map, cfg_.num_hidden_layers)),
         sampler_(corpus.train, preset.batch, preset.seq_len, spec.seed),
         gm_(cfg_, plan_, spec.passes, setup.threads) {
@@ -228,6 +229,8 @@ class Trainer {
   std::int64_t resume(const fs::path& dir, const json& state) {
     w_ = ref::load_checkpoint<S>(dir.string());
     if (w_.plan.to_string() != plan_.to_string() || w_.config.vocab_size != cfg_.vocab_size ||
+        w_.config.num_attention_heads != cfg_.num_attention_heads ||
+        w_.config.head_dim != cfg_.head_dim ||
         w_.config.num_key_value_heads != cfg_.num_key_value_heads) {
       fail("--resume", dir.string(), "holds a model whose shape or plan differs from train_state");
     }
@@ -535,6 +538,9 @@ TrainSummary run_typed(const RunSpec& spec, const rt::TrainPreset& preset,
   info.batch = preset.batch;
   info.seq_len = preset.seq_len;
   info.vocab = tr.config().vocab_size;
+  info.heads = tr.config().num_attention_heads;
+  info.kv_heads = tr.config().num_key_value_heads;
+  info.head_dim = tr.config().head_dim;
   info.total_steps = spec.steps;
   info.start_step = resume_dir.empty() ? 0 : state.at("step").get<std::int64_t>();
   info.train_tokens = static_cast<std::int64_t>(corpus.train.size());
@@ -613,10 +619,14 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
     try {
       const json& run = state.at("run");
       spec.preset = run.at("preset");
+      // Fields added after the first checkpoints were written default to what those runs used:
+      // the preset's query heads and recall share.
+      const rt::TrainPreset& stored = rt::find_train_preset(spec.preset);
       spec.plan = run.at("plan");
       spec.plan_map = run.at("plan_map");
       spec.precision = parse_precision(run.at("precision"));
       spec.seed = run.at("seed");
+      spec.heads = run.value("heads", stored.shape.num_attention_heads);
       spec.kv_heads = run.at("kv_heads");
       spec.passes.m = run.at("train_passes").at(0);
       spec.passes.b = run.at("train_passes").at(1);
@@ -626,7 +636,7 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
       spec.val_every = run.at("val_every");
       spec.checkpoint_every = run.at("checkpoint_every");
       spec.text_file = run.at("text_file");
-      spec.recall_fraction = run.at("recall_fraction");
+      spec.recall_fraction = run.value("recall_fraction", stored.recall_fraction);
       spec.tokenizer = run.at("tokenizer");
       (void)state.at("step"), (void)state.at("sampler"), (void)state.at("log_bytes");
     } catch (const json::exception& e) {
@@ -655,6 +665,9 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
     if (setup.seed)
       check_same(d, "--seed", spec.seed, *setup.seed, std::to_string(spec.seed),
                  std::to_string(*setup.seed));
+    if (setup.heads)
+      check_same(d, "--heads", spec.heads, setup.heads, std::to_string(spec.heads),
+                 std::to_string(setup.heads));
     if (setup.kv_heads)
       check_same(d, "--kv-heads", spec.kv_heads, setup.kv_heads, std::to_string(spec.kv_heads),
                  std::to_string(setup.kv_heads));
@@ -719,7 +732,8 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
     spec.plan_map = plan.to_string();
     spec.precision = setup.precision.value_or(Precision::f32);
     spec.seed = setup.seed.value_or(1);
-    spec.kv_heads = setup.kv_heads ? setup.kv_heads : preset.shape.num_attention_heads;
+    spec.heads = setup.heads ? setup.heads : preset.shape.num_attention_heads;
+    spec.kv_heads = setup.kv_heads ? setup.kv_heads : spec.heads;
     spec.passes = passes_of(setup.train_passes);
     spec.passes.kv_loss_weight = setup.kv_loss.value_or(0.0);
     spec.passes.validate();
@@ -734,7 +748,8 @@ TrainSummary train(const TrainSetup& setup, const std::function<void(const Train
     spec.text_file = setup.text_file.empty() ? "" : fs::absolute(setup.text_file).string();
     tok = open_tokenizer(setup.tokenizer, "--tokenizer");
     spec.tokenizer = tok.kind;
-    (void)rt::train_config(preset, tok.tokenizer->vocab_size(), spec.kv_heads);  // --kv-heads
+    // --heads, --kv-heads: named errors before anything is written.
+    (void)rt::train_config(preset, tok.tokenizer->vocab_size(), setup.kv_heads, setup.heads);
     if (fs::exists(out / "last")) {
       fail("-o", setup.out,
            "already holds a training run (last/): continue it with --resume " + setup.out +

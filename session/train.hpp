@@ -17,9 +17,10 @@ namespace kvlab {
 // What to train. Fields left at their "unset" value take the preset's default in a new run and
 // the checkpoint's value when resuming; a value given on resume must equal the checkpoint's.
 struct TrainSetup {
-  std::string preset;                     // tiny | small (micro: tests); unset ""
-  std::string plan;                       // a plan generator or text form for the preset's L
-  int kv_heads = 0;                       // 0: the preset's H (MHA); must divide H
+  std::string preset;  // tiny | small (micro: tests); unset ""
+  std::string plan;    // a plan generator or text form for the preset's L
+  int heads = 0;       // query heads; 0: the preset's H; head_dim = hidden / heads (must divide)
+  int kv_heads = 0;    // 0: `heads` (MHA); must divide the query heads (GQA; 1 = MQA)
   std::int64_t steps = 0;                 // 0: the preset's (or from tokens)
   std::int64_t tokens = 0;                // instead of steps: ceil(tokens / (B*T)) steps
   double lr = 0;                          // peak learning rate; 0: the preset's
@@ -54,6 +55,7 @@ struct TrainProgress {
 struct TrainInfo {  // known once the run is set up (before the first step)
   std::string preset, plan, plan_map, precision, tokenizer, corpus_source;
   int layers = 0, kv_layers = 0, batch = 0, seq_len = 0, vocab = 0;
+  int heads = 0, kv_heads = 0, head_dim = 0;
   std::int64_t total_steps = 0, start_step = 0;  // start_step > 0: resumed
   std::int64_t train_tokens = 0, val_tokens = 0;
   long long parameters = 0;
@@ -74,9 +76,9 @@ struct TrainSummary {
 
 // Runs (or resumes) a training run. `on_start` sees the setup resolved; `on_progress` every step,
 // validation and checkpoint. Throws kvlab::Error naming the flag for bad input: an unknown preset,
-// a plan that does not fit the preset, --steps with --tokens, a corpus smaller than one batch row,
-// a resume directory from another preset, plan, precision or corpus, an -o that already holds a
-// run (resume it instead).
+// a plan that does not fit the preset, heads that do not divide, --steps with --tokens, a corpus
+// smaller than one batch row, a resume directory from another preset, plan, precision or corpus, an
+// -o that already holds a run (resume it instead).
 TrainSummary train(const TrainSetup& setup,
                    const std::function<void(const TrainInfo&)>& on_start = {},
                    const std::function<void(const TrainProgress&)>& on_progress = {});

@@ -81,13 +81,26 @@ const TrainPreset& find_train_preset(const std::string& name) {
   fail("--preset", name.empty() ? "(none)" : name, "must be one of " + known);
 }
 
-ModelConfig train_config(const TrainPreset& preset, int vocab, int kv_heads) {
+ModelConfig train_config(const TrainPreset& preset, int vocab, int kv_heads, int heads) {
   ModelConfig c = preset.shape;
   c.vocab_size = vocab;
+  if (heads != 0) {
+    const int C = c.hidden_size;
+    if (heads < 1 || C % heads != 0 || (C / heads) % 2 != 0) {
+      fail("--heads", std::to_string(heads),
+           "must divide the preset's hidden_size = " + std::to_string(C) +
+               " into an even head_dim (head_dim = hidden_size / heads; preset " + preset.name +
+               " has " + std::to_string(c.num_attention_heads) + ")");
+    }
+    c.num_attention_heads = heads;
+    c.num_key_value_heads = heads;
+    c.head_dim = C / heads;
+  }
   if (kv_heads != 0) {
     if (kv_heads < 0 || c.num_attention_heads % kv_heads != 0) {
       fail("--kv-heads", std::to_string(kv_heads),
-           "must divide the preset's num_attention_heads = " +
+           std::string(heads != 0 ? "must divide --heads = "
+                                  : "must divide the preset's num_attention_heads = ") +
                std::to_string(c.num_attention_heads) + " (1: MQA)");
     }
     c.num_key_value_heads = kv_heads;

@@ -38,9 +38,11 @@ const std::vector<TrainPreset>& train_presets();
 // Throws kvlab::Error naming --preset and listing the visible presets.
 const TrainPreset& find_train_preset(const std::string& name);
 
-// The preset's model for a tokenizer of `vocab` tokens and `kv_heads` KV heads (0: the preset's;
-// must divide H: GQA, 1 = MQA). Throws kvlab::Error naming --kv-heads.
-ModelConfig train_config(const TrainPreset& preset, int vocab, int kv_heads);
+// The preset's model for a tokenizer of `vocab` tokens, `heads` query heads (0: the preset's H;
+// must divide the width C, head_dim = C / heads, even) and `kv_heads` KV heads (0: all `heads`,
+// MHA; must divide the query heads: GQA, 1 = MQA). Throws kvlab::Error naming --heads or
+// --kv-heads.
+ModelConfig train_config(const TrainPreset& preset, int vocab, int kv_heads, int heads = 0);
 
 // Initialisation for training (GPT-2 / llm.c / nanoGPT): every matrix ~ N(0, 0.02^2), the residual
 // projections W_O and W_2 ~ N(0, (0.02 / sqrt(2L))^2), norms = 1; W_K, W_V only for the plan's KV

@@ -244,6 +244,14 @@ const Row kRows[] = {
      ""},
     {"corpus --text-file {D}/text.txt --dump-text {D}/nodir/t.txt",
      "--dump-text = {D}/nodir/t.txt is invalid", "{D}/nodir/t.txt"},
+    // viz: rejected before any window opens (no display needed)
+    {"viz --model {D}/s --size 10x10", "--size = 10x10 is invalid: at least 200x150", ""},
+    {"viz --model {D}/s --size big", "--size = big is invalid: WIDTHxHEIGHT", ""},
+    {"viz --model {D}/s --script {D}/none.txt", "--script = {D}/none.txt is invalid", ""},
+    {"viz --model {D}/s --squeeze 0.4", "--squeeze = 0.4 is invalid", ""},
+    {"viz --model {D}/s --screenshot {D}/nodir/v.png",
+     "--screenshot = {D}/nodir/v.png is invalid: its directory {D}/nodir does not exist",
+     "{D}/nodir/v.png"},
 };
 
 std::string subst(std::string s, const std::string& dir) {
