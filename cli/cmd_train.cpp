@@ -58,16 +58,7 @@ void run_train(TrainArgs& a) {
   if (a.kv_loss_opt->count() > 0) s.kv_loss = a.kv_loss;
   if (a.recall_opt->count() > 0) s.recall_fraction = a.recall;
   s.tokenizer = a.tokenizer;
-#ifdef KVLAB_MODELS_DIR
-  if (s.tokenizer.empty() && s.resume.empty()) {
-    const std::string def = std::string(KVLAB_MODELS_DIR) + "/tokenizer.json";
-    if (!std::filesystem::exists(def)) {
-      fail("--tokenizer", "(none)",
-           "the default " + def + " is missing: give --tokenizer byte or a tokenizer.json");
-    }
-    s.tokenizer = def;
-  }
-#endif
+  if (s.tokenizer.empty() && s.resume.empty()) s.tokenizer = default_train_tokenizer();
   const bool tty = ::isatty(::fileno(stdout)) != 0;
   std::int64_t every = 1;
   const auto on_start = [&](const TrainInfo& i) {

@@ -65,16 +65,7 @@ void run_zoo_command(ZooArgs& a) {
     for (std::string n; std::getline(ss, n, ',');) s.only.push_back(n);
     if (a.only.back() == ',') s.only.push_back("");
   }
-#ifdef KVLAB_MODELS_DIR
-  if (s.tokenizer.empty()) {
-    const std::string def = std::string(KVLAB_MODELS_DIR) + "/tokenizer.json";
-    if (!std::filesystem::exists(def)) {
-      fail("--tokenizer", "(none)",
-           "the default " + def + " is missing: give --tokenizer byte or a tokenizer.json");
-    }
-    s.tokenizer = def;
-  }
-#endif
+  if (s.tokenizer.empty()) s.tokenizer = default_train_tokenizer();
   std::int64_t every = 1;
   const auto on_event = [&](const ZooEvent& e) {
     const std::string head =

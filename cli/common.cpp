@@ -104,4 +104,17 @@ std::string group_digits(std::int64_t v) {
   return (v < 0 ? "-" : "") + s;
 }
 
+std::string default_train_tokenizer() {
+#ifdef KVLAB_MODELS_DIR
+  const std::string def = std::string(KVLAB_MODELS_DIR) + "/tokenizer.json";
+#else
+  const std::string def = "models/tokenizer.json";
+#endif
+  if (!std::filesystem::exists(def)) {
+    fail("--tokenizer", "(none)",
+         "the default " + def + " is missing: give --tokenizer byte or a tokenizer.json");
+  }
+  return def;
+}
+
 }  // namespace kvlab::cli

@@ -39,4 +39,8 @@ std::string human_bytes(double bytes);
 // Thousands separators: 1234567 -> "1,234,567".
 std::string group_digits(std::int64_t v);
 
+// kvlab train's and zoo's default tokenizer: the source tree's models/tokenizer.json. Throws
+// kvlab::Error naming --tokenizer when it is missing.
+std::string default_train_tokenizer();
+
 }  // namespace kvlab::cli
