@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # kvlab setup: installs every Debian package the project needs (only the missing ones, so a second
-# run is quick and offline), then configures and builds one CMake preset.
-#   scripts/setup.sh [PRESET]      PRESET: cpu (default), debug, asan, cuda
+# run is quick and offline), then configures and builds one CMake preset (all of it, or the
+# given targets).
+#   scripts/setup.sh [PRESET [TARGET...]]      PRESET: cpu (default), debug, asan, cuda
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-cpu}"
+shift $(($# > 0 ? 1 : 0))
+targets=("$@")
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
@@ -54,5 +57,10 @@ fi
 
 cmake --preset "$preset" | grep -E "kvlab:|Error" || true
 test -f "build/$preset/build.ninja" || { echo "kvlab setup: configure failed" >&2; exit 1; }
-cmake --build --preset "$preset"
-echo "kvlab setup: built preset '$preset' (binary: build/$preset/kvlab)"
+if ((${#targets[@]})); then
+  cmake --build --preset "$preset" --target "${targets[@]}"
+  echo "kvlab setup: built ${targets[*]} of preset '$preset'"
+else
+  cmake --build --preset "$preset"
+  echo "kvlab setup: built preset '$preset' (binary: build/$preset/kvlab)"
+fi
