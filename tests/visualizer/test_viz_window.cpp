@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "viz_shell.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -22,37 +24,10 @@ using nlohmann::json;
 
 const std::string kTiny = std::string(KVLAB_SOURCE_DIR) + "/tests/data/tiny_config.json";
 
-struct ShellResult {
-  int status = -1;
-  std::string output;
-};
-
-ShellResult shell(const std::string& cmd) {
-  ShellResult r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  std::size_t n = 0;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
-// How the tests reach an X server: xvfb-run when installed (a private server of a known size),
-// else the DISPLAY set. Empty `why` when one is there.
-std::string display_prefix(std::string& why) {
-  if (shell("command -v xvfb-run").status == 0) {
-    // Each test process starts its own server; starting the search at a number of its own keeps
-    // tests run in parallel (ctest -j) from racing for the same display.
-    return "xvfb-run -a -n " + std::to_string(100 + getpid() % 800) +
-           " -s '-screen 0 1600x1000x24' ";
-  }
-  const char* d = std::getenv("DISPLAY");
-  if (d && *d) return "";
-  why = "no X server: DISPLAY is unset and xvfb-run is not installed (Debian: xvfb)";
-  return "";
-}
+using kvlab::test::display_prefix;
+using kvlab::test::shell;
+using kvlab::test::ShellResult;
+using kvlab::test::xvfb_failed;
 
 class VizWindow : public ::testing::Test {
  protected:
@@ -76,8 +51,7 @@ class VizWindow : public ::testing::Test {
     }
     ShellResult r = shell(cmd);
     if (r.output.find("Xvfb failed to start") != std::string::npos) r = shell(cmd);  // once more
-    if (r.output.find("Xvfb failed to start") != std::string::npos ||
-        r.output.rfind("xvfb-run: error:", 0) == 0) {
+    if (xvfb_failed(r.output)) {
       skipped_ = "Xvfb could not start: " + r.output;
       return {};
     }
@@ -311,23 +285,6 @@ TEST_F(VizWindow, TheDefaultSessionMovesAtOnce) {
   RecordProperty("frame_ms_p95", std::to_string(rep["frame_ms"]["p95"].get<double>()));
   std::printf("frame time p50 %.1f ms, p95 %.1f ms\n", rep["frame_ms"]["p50"].get<double>(),
               rep["frame_ms"]["p95"].get<double>());
-}
-
-// A long scripted session: plan switches, steps, runs, resets and resizes over 1,000 frames
-// (built with the asan preset, the same run checks the memory; docs/visualizer.md).
-TEST_F(VizWindow, AThousandFrameSessionEndsCleanly) {
-  std::string script;
-  const char* plans[] = {"cla:2", "lckv:2", "standard", "0_0_2_2", "lckv:2"};
-  for (const char* p : plans) {
-    script += std::string("plan ") + p + "\nstep 3\nframes 50\nrun\nframes 50\npause\ntrace\n";
-    script += "resize 520 360\nframes 30\nresize 480 320\nreset\nprefill\nframes 30\n";
-  }
-  script += "squeeze 0.5,0.2\nwait\nframes 1\n";
-  const json rep = viz("--model " + kTiny + " --size 480x320 --frames 1000 --speed 0", script);
-  if (!skipped_.empty()) GTEST_SKIP() << skipped_;
-  EXPECT_EQ(rep["frames"], 1000);
-  EXPECT_EQ(rep["last_frame"]["worker"]["error"], "") << rep["last_frame"].dump(1);
-  EXPECT_EQ(rep["script_lines_run"].get<int>(), 5 * 13 + 3);
 }
 
 TEST(VizCommand, BadOptionsAreNamedBeforeAnyWindow) {
