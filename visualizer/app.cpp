@@ -317,7 +317,7 @@ int run_viz(const VizOptions& o) {
         f.snap = source ? source->snapshot() : Snapshot{};
         f.footprint = footprint(f.snap);
         f.convergence = convergence(f.snap.passes);
-        f.cache = cache_map(f.snap);
+        f.cache = cache_map(f.snap, f.worker.run.policy);
       }
       f.squeeze = squeeze_bars(f.snap, f.worker.diagram);
       f.fps = io.Framerate;

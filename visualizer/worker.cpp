@@ -25,7 +25,10 @@ int argmax(const std::vector<double>& logits) {
 
 // The telemetry the panels draw: the cheap kinds and the per-layer cosines (Squeeze's panel);
 // the attention probabilities too while the Attention panel records them (Worker::kinds).
-constexpr EventMask kVizEvents = kDefaultEvents | EventKind::layer_importance;
+// H2O's scores too: the cache map tells heavy hitters from sinks with them (emitted only under
+// an h2o policy).
+constexpr EventMask kVizEvents =
+    kDefaultEvents | EventKind::layer_importance | EventKind::h2o_scores;
 
 }  // namespace
 
