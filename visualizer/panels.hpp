@@ -59,7 +59,8 @@ struct Controls {
   bool lckv_follow = true;  // follow the last pass as passes arrive (until the slider moves)
   int attn_layer = -1, attn_head = 0, attn_row = -1;
   bool compare_open = false;           // the Compare window
-  std::string compare_plan = "cla:2";  // plan B  // the Attention panel's (-1: auto)
+  std::string compare_plan = "cla:2";  // plan B
+  bool compare_follow = true;          // B steps along with A
 };
 
 // What the panels drew this frame, for `--report` and the tests: the panels that showed content
@@ -95,5 +96,8 @@ void draw_cache_panel(const Rect& r, const Frame& f, DrawLog& log);
 void draw_compare_panel(const Frame& f, Controls& c, Worker* b, const WorkerState& bs,
                         const Footprint& bf, bool& run_b, DrawLog& log);
 void post_compare(Worker& b, const WorkerState& a, const Controls& c);
+// With Controls::compare_follow: B steps as A generates, or runs again when A started over.
+// True when it posted something.
+bool follow_compare(Worker& b, const WorkerState& a, const WorkerState& bs, const Controls& c);
 
 }  // namespace kvlab::viz
