@@ -8,6 +8,7 @@
 #include <imgui.h>
 #include <imgui_stdlib.h>
 
+#include "core/tokenizers/tokenizer.hpp"
 #include "visualizer/panels.hpp"
 
 namespace kvlab::viz {
@@ -181,11 +182,8 @@ void draw_compare_panel(const Frame& f, Controls& c, Worker* b, const WorkerStat
     for (std::size_t i = 0; i < s->generated_pieces.size(); ++i) {
       (i < split ? a : rest) += s->generated_pieces[i];
     }
-    for (std::string* t : {&a, &rest}) {
-      for (char& ch : *t) {
-        if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
-      }
-    }
+    a = printable_text(a, /*one_line=*/true);
+    rest = printable_text(rest, /*one_line=*/true);
     ImGui::TextColored(ImVec4(0.7f, 0.7f, 0.75f, 1), "%s:", s == &as ? "A" : "B");
     ImGui::SameLine();
     ImGui::TextUnformatted(a.c_str());
