@@ -34,6 +34,7 @@ def test_pip_install_into_a_fresh_venv(tmp_path):
     check = textwrap.dedent("""
         import os, kvlab
         assert os.path.dirname(kvlab.__file__).startswith(os.environ["VENV"]), kvlab.__file__
+        assert kvlab.models_dir().startswith(os.environ["VENV"]), kvlab.models_dir()  # package data
         assert "tiny-standard" in [m.name for m in kvlab.models()], kvlab.models_dir()
         s = kvlab.Session("tiny-standard")
         print(s.generate("A fool and his money", max_new=8).text)
