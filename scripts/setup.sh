@@ -40,6 +40,9 @@ fi
 # python3-torch 1.13 (transformers 4.38 still supports it). One venv; add pins to this list.
 venv_packages=(transformers==4.38.2 tokenizers==0.15.2 safetensors==0.4.2)
 [ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
+# A Jupyter kernel for the venv (notebooks/README.md): Debian's python3 kernelspec runs /usr/bin/python3.
+[ -f .venv/share/jupyter/kernels/python3/kernel.json ] ||
+  .venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (kvlab venv)" >/dev/null
 if .venv/bin/python - "${venv_packages[@]}" <<'PY'
 import sys
 from importlib.metadata import PackageNotFoundError, version
