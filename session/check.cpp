@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -105,6 +106,7 @@ void compare(TensorCheck& t, const std::vector<A>& r, const std::vector<A>& g, T
         bad = std::isnan(a) != std::isnan(b);
       } else if (std::isinf(a) || std::isinf(b)) {
         bad = a != b;
+        if (bad) t.max_abs = std::numeric_limits<double>::infinity();
       } else {
         const double d = std::abs(a - b);
         t.max_abs = std::max(t.max_abs, d);

@@ -33,7 +33,9 @@ struct TensorCheck {
   std::vector<std::string> axes;  // what each dimension indexes (docs/crosscheck.md)
   bool integer = false;
   std::int64_t numel = 0, bad = 0;  // elements, and elements out of tolerance
-  double max_abs = 0, max_rel = 0;  // over finite pairs; rel = |d| / |ref| where |ref| > atol
+  // Over finite pairs (max_abs is inf when infinities differ); rel = |d| / |ref| where |ref| >
+  // atol.
+  double max_abs = 0, max_rel = 0;
   std::int64_t ref_nan = 0, got_nan = 0, ref_inf = 0, got_inf = 0;
   std::vector<std::int64_t> first_bad;  // multi-index of the first bad element (C order)
   double ref_value = 0, got_value = 0;  // there
