@@ -24,6 +24,8 @@ void add_grad_command(CLI::App& app);
 void add_models_command(CLI::App& app);
 void add_zoo_command(CLI::App& app);
 void add_viz_command(CLI::App& app);
+void add_dump_command(CLI::App& app);
+void add_check_command(CLI::App& app);
 
 // Every command but `demo` (the demo runs these through a fresh application, as if typed).
 inline void add_work_commands(CLI::App& app) {
@@ -45,6 +47,8 @@ inline void add_work_commands(CLI::App& app) {
   add_models_command(app);
   add_zoo_command(app);
   add_viz_command(app);
+  add_dump_command(app);
+  add_check_command(app);
 }
 
 }  // namespace kvlab::cli

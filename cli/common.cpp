@@ -86,6 +86,16 @@ bool stdout_mid_line() {
   return g_stdout_mid_line;
 }
 
+namespace {
+int g_exit_status = 0;
+}  // namespace
+void set_exit_status(int status) {
+  g_exit_status = status;
+}
+int exit_status() {
+  return g_exit_status;
+}
+
 std::string human_bytes(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;

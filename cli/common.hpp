@@ -33,6 +33,10 @@ void write_via_temporary(const std::string& out,
 // line before it prints an error, so the error starts a line of its own.
 void set_stdout_mid_line(bool mid_line);
 bool stdout_mid_line();
+// The status main returns when a command ends without an error (kvlab check: 1 when a tensor is
+// out of tolerance); 0 unless a command sets it.
+void set_exit_status(int status);
+int exit_status();
 
 // "22528" -> "22.0 KiB" style, for human output (exact bytes are printed beside it).
 std::string human_bytes(double bytes);

@@ -38,5 +38,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvlab: internal error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return kvlab::cli::exit_status();
 }

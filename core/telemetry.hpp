@@ -100,6 +100,18 @@ struct AttentionEvent {
   std::vector<float> probs;    // (heads, rows, cells)
 };
 
+// One named intermediate tensor of a forward step, on subscription only (EventKind::tensors; what
+// `kvlab dump` writes). Names and layouts follow docs/crosscheck.md (`prefill.pass2.layer5.attn.
+// probs`, `decode3.bank4.kept_positions`). Floating tensors arrive as float64 (exact copies of
+// float32 values) in `values`; integer tensors (token ids, positions) in `ints`, with `integer`.
+struct TensorEvent {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  bool integer = false;
+  std::vector<double> values;      // when !integer
+  std::vector<std::int64_t> ints;  // when integer
+};
+
 // The kinds an observer may subscribe to. Cheap kinds are what an observer gets by default;
 // the costly ones (attention probabilities, H2O scores per cell, layer importance) are computed
 // or copied only when some observer asks for them.
@@ -111,6 +123,7 @@ enum class EventKind : unsigned {
   h2o_scores = 1u << 4,
   layer_importance = 1u << 5,
   attention = 1u << 6,
+  tensors = 1u << 7,  // every intermediate tensor (kvlab dump); not part of kAllEvents
 };
 using EventMask = unsigned;
 constexpr EventMask mask(EventKind k) {
@@ -137,6 +150,7 @@ class Observer {
   virtual void on_h2o_scores(const H2oScoresEvent&) {}
   virtual void on_layer_importance(const LayerImportanceEvent&) {}
   virtual void on_attention(const AttentionEvent&) {}
+  virtual void on_tensor(const TensorEvent&) {}
 };
 
 // Fans events out to the observers subscribed to their kind; engines hold one of these and ask

@@ -18,10 +18,11 @@ namespace kvlab::ref {
 // tokens per head).
 // Query head h reads KV head h / (H / H_kv) (GQA). Heads are split across `threads`.
 // probs (H, T, N), optional: receives the attention probabilities (0 outside the set).
+// scores (H, T, N), optional: the scaled scores q·k/√D before the softmax, -inf outside the set.
 template <typename S>
 void attention(S* out, const S* q, const int* qpos, int T, const S* k, const S* v, const int* kpos,
                int N, int H, int H_kv, int D, AttentionSet set, int threads, S* probs = nullptr,
-               int kpos_head_stride = 0) {
+               int kpos_head_stride = 0, S* scores_out = nullptr) {
   using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using Stride = Eigen::OuterStride<>;
   const int group = H / H_kv;
@@ -32,6 +33,7 @@ void attention(S* out, const S* q, const int* qpos, int T, const S* k, const S* 
   const bool qsorted = std::is_sorted(qpos, qpos + T);
   constexpr int kRowBlock = 64;
   if (probs) std::fill(probs, probs + static_cast<long>(H) * T * N, S(0));
+  if (scores_out) std::fill(scores_out, scores_out + static_cast<long>(H) * T * N, neg_inf);
 #pragma omp parallel for num_threads(std::max(1, std::min(threads, H))) \
     schedule(static) if (threads > 1 && H > 1)
   for (int h = 0; h < H; ++h) {
@@ -63,6 +65,10 @@ void attention(S* out, const S* q, const int* qpos, int T, const S* k, const S* 
       for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < n; ++j) {
           if (!set.allows(qpos[i0 + i], kp[j0 + j])) scores(i, j) = neg_inf;
+        }
+        if (scores_out) {
+          std::copy_n(scores.row(i).data(), n,
+                      scores_out + (static_cast<long>(h) * T + i0 + i) * N + j0);
         }
         softmax_row(scores.row(i).data(), n);  // an empty set leaves a row of zeros
       }

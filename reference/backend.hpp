@@ -26,6 +26,7 @@ struct AttentionArgs {
   int H = 0, H_kv = 0, D = 0;  // query head h reads KV head h / (H / H_kv)
   AttentionSet set;            // the plan's mask: causal or strict (LCKV diagonal), window
   S* probs = nullptr;          // optional (H, T, N): the probabilities, 0 outside the set
+  S* scores = nullptr;         // optional (H, T, N): q·k/√D before the softmax, -inf outside
 };
 
 // What a backend did that only an observer would have asked for (the telemetry cost test).

@@ -52,7 +52,7 @@ void CpuBackend<S>::attention(const AttentionArgs<S>& a) {
   ++this->counters_.attention_calls;
   if (a.probs) ++this->counters_.attention_probs;
   ref::attention(a.out, a.q, a.qpos, a.T, a.k, a.v, a.kpos, a.N, a.H, a.H_kv, a.D, a.set, threads_,
-                 a.probs, a.kpos_head_stride);
+                 a.probs, a.kpos_head_stride, a.scores);
 }
 
 template <typename S>

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "reference/cpu_backend.hpp"
 #include "reference/positions.hpp"
+#include "reference/tensor_tap.hpp"
 
 namespace kvlab::ref {
 namespace {
@@ -229,6 +230,8 @@ std::vector<S> Engine<S>::prefill(const std::vector<int>& tokens, bool all_logit
   passes_run_.clear();
   exact_rows_ = T;
   in_prefill_ = true;
+  tapping_ = observers_.wants(EventKind::tensors);
+  tap_kept_.assign(kv_.num_banks(), {});
   if (!plan_.has_upward() || !token_by_token(T)) {
     // All rows at once; cyclic blocks (if any) run their passes inside (reference/lckv.cpp).
     forward(tokens.data(), T, /*batched=*/true, all_logits, logits.data());
@@ -254,6 +257,7 @@ std::vector<S> Engine<S>::decode(int token) {
   std::vector<S> logits(w_->config.vocab_size);
   ++step_;
   kv_.begin_step();
+  tapping_ = observers_.wants(EventKind::tensors);
   forward(&token, 1, /*batched=*/false, false, logits.data());
   for (int b = 0; b < kv_.num_banks(); ++b) kv_.apply_policy(b);  // evict after every step
   emit_step("decode", 1);
@@ -293,6 +297,12 @@ void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits,
 
   Buffer<S> x(static_cast<long>(T) * C);  // (T, C) residual stream
   backend_->embed(x.data(), w_->embed.data(), tokens, T, C);
+  if (tapping_) {
+    tap_step_ = !in_prefill_ ? "decode" + std::to_string(step_)
+                : batched    ? std::string("prefill")
+                             : "prefill.token" + std::to_string(pos_);
+    tap(tap_step_ + ".embed", {T, C}, x.data());
+  }
   Workspace ws = make_workspace(T);
   BankRows rows = make_rows();
   for (int l = 0; l < plan_.layers();) {
@@ -344,6 +354,7 @@ void Engine<S>::attention_block(int l, S* x, const int* pos, int T, bool batched
   const long n = static_cast<long>(T) * C;
   const LayerWeights<S>& L = w_->layers[l];
   backend_->rmsnorm(ws.h.data(), x, L.attn_norm.data(), T, C, c.rms_norm_eps);
+  if (tapping_) tap(tap_name(l, "attn.norm_in"), {T, C}, ws.h.data());
   backend_->linear(ws.q.data(), ws.h.data(), L.wq.data(), T, C, Q);
   if (plan_.is_kv_layer(l)) write_kv(l, pos, T, batched, rows, ws);
   const bool measure = measuring_importance();
@@ -354,8 +365,14 @@ void Engine<S>::attention_block(int l, S* x, const int* pos, int T, bool batched
   } else {
     attend_bank(l, pos, T, ws);
   }
+  const int H = c.num_attention_heads, D = c.head_dim;
+  if (tapping_) {
+    tap(tap_name(l, "attn.q"), {T, H, D}, ws.q.data());  // rotated, as attention used it
+    tap(tap_name(l, "attn.out"), {T, H, D}, ws.att.data());
+  }
   backend_->linear(ws.o.data(), ws.att.data(), L.wo.data(), T, Q, C);
   backend_->add(x, ws.o.data(), n);
+  if (tapping_) tap(tap_name(l, "attn.resid"), {T, C}, x);
   if (measure) importance_.after(*backend_, l, x, T, C);
 }
 
@@ -378,6 +395,10 @@ void Engine<S>::write_kv(int l, const int* pos, int T, bool batched, BankRows& r
     if (!batched) kv_.append(b, k.data(), v.data(), pos, T);
   }
   backend_->rope(k.data(), pos, T, Hkv, c.head_dim, c.rope_theta, RopePairing::half);  // §2
+  if (tapping_) {
+    tap(tap_name(l, "attn.k"), {T, Hkv, c.head_dim}, k.data());
+    tap(tap_name(l, "attn.v"), {T, Hkv, c.head_dim}, v.data());
+  }
   if (batched) {
     rows.k[b] = std::move(k);
     rows.v[b] = std::move(v);
@@ -397,7 +418,7 @@ AttentionSet Engine<S>::attention_set(int l) const {
 template <typename S>
 bool Engine<S>::needs_probs(int b) const {
   const bool h2o = kv_.bank(b).evicts() && kv_.bank(b).policy.kind == SequencePolicy::h2o;
-  return h2o || observers_.wants(EventKind::attention);
+  return h2o || tapping_ || observers_.wants(EventKind::attention);
 }
 
 template <typename S>
@@ -416,6 +437,8 @@ AttentionArgs<S> Engine<S>::query_args(int l, const int* pos, int T, int N, bool
   a.set = attention_set(l);
   if (probs) ws.probs.resize(static_cast<long>(a.H) * T * N);
   a.probs = probs ? ws.probs.data() : nullptr;
+  if (tapping_) ws.scores.resize(static_cast<long>(a.H) * T * N);
+  a.scores = tapping_ ? ws.scores.data() : nullptr;
   return a;
 }
 
@@ -433,6 +456,11 @@ void Engine<S>::attend_rows(int l, const int* pos, int T, BankRows& rows, const 
   a.v = src.v[b].data();
   a.kpos = pos;
   backend_->attention(a);
+  if (tapping_) {
+    tap_positions(tap_name(l, "attn.read_positions"), Hkv, T, pos, 0);
+    tap(tap_name(l, "attn.scores"), {H, T, T}, ws.scores.data());
+    tap(tap_name(l, "attn.probs"), {H, T, T}, ws.probs.data());
+  }
   if (!probs) return;
   if (kv_.bank(b).evicts() && kv_.bank(b).policy.kind == SequencePolicy::h2o) {
     rows.h2o.record(l, ws.probs.data(), pos, a.set, H, T, Hkv);
@@ -457,6 +485,11 @@ void Engine<S>::attend_bank(int l, const int* pos, int T, Workspace& ws) {
   a.kpos = kpos.data();
   a.kpos_head_stride = N;
   backend_->attention(a);
+  if (tapping_) {
+    tap_positions(tap_name(l, "attn.read_positions"), Hkv, N, kpos.data(), N);
+    tap(tap_name(l, "attn.scores"), {H, T, N}, ws.scores.data());
+    tap(tap_name(l, "attn.probs"), {H, T, N}, ws.probs.data());
+  }
   if (!probs) return;
   if (bank.evicts() && bank.policy.kind == SequencePolicy::h2o) {
     kv_.add_scores(b, ws.probs.data(), pos, a.set, H, T, N);
@@ -494,16 +527,79 @@ void Engine<S>::mlp_block(int l, S* x, int T, Workspace& ws) {
   const int C = c.hidden_size, F = c.intermediate_size;
   const LayerWeights<S>& L = w_->layers[l];
   backend_->rmsnorm(ws.h.data(), x, L.ffn_norm.data(), T, C, c.rms_norm_eps);
+  if (tapping_) tap(tap_name(l, "mlp.norm_in"), {T, C}, ws.h.data());
   backend_->linear(ws.gate.data(), ws.h.data(), L.w1.data(), T, C, F);
   backend_->linear(ws.up.data(), ws.h.data(), L.w3.data(), T, C, F);
   backend_->swiglu(ws.gate.data(), ws.up.data(), static_cast<long>(T) * F);
   backend_->linear(ws.o.data(), ws.gate.data(), L.w2.data(), T, F, C);
   backend_->add(x, ws.o.data(), static_cast<long>(T) * C);
+  if (tapping_) {
+    tap(tap_name(l, "mlp.out"), {T, C}, ws.o.data());
+    tap(tap_name(l, "mlp.resid"), {T, C}, x);
+  }
+}
+
+template <typename S>
+std::string Engine<S>::tap_name(int l, const char* what) const {
+  std::string name = tap_step_;
+  if (pass_ > 0) name += ".pass" + std::to_string(pass_);
+  return name + ".layer" + std::to_string(l) + "." + what;
+}
+
+template <typename S>
+void Engine<S>::tap(const std::string& name, std::vector<std::int64_t> shape, const S* data) const {
+  emit_tensor(observers_, name, std::move(shape), data);
+}
+
+template <typename S>
+void Engine<S>::tap_positions(const std::string& name, int rows, int cols, const int* data,
+                              int row_stride) const {
+  std::vector<int> all;  // (rows, cols); row_stride 0 repeats one list for every row
+  for (int r = 0; r < rows; ++r) {
+    all.insert(all.end(), data + static_cast<long>(r) * row_stride,
+               data + static_cast<long>(r) * row_stride + cols);
+  }
+  emit_int_tensor(observers_, name, {rows, cols}, all.data());
+}
+
+template <typename S>
+void Engine<S>::tap_cache(int tokens_in_step) {
+  // After a step's evictions: per bank (named by its KV layer) the positions each KV head keeps,
+  // and those it dropped in this step (held before or new in this step, and not kept now).
+  const std::string step = step_ == 0 ? "prefill" : "decode" + std::to_string(step_);
+  const int Hkv = kv_.kv_heads();
+  for (int b = 0; b < kv_.num_banks(); ++b) {
+    const std::vector<int> kept = kv_.head_positions(b);  // (H_kv, held)
+    const int held = kv_.bank(b).held();
+    std::vector<int> evicted;
+    int per_head = 0;
+    for (int g = 0; g < Hkv; ++g) {
+      std::vector<int> before;
+      const std::vector<int>& prev = tap_kept_[b];
+      const int prev_held = static_cast<int>(prev.size()) / Hkv;
+      before.assign(prev.begin() + static_cast<long>(g) * prev_held,
+                    prev.begin() + static_cast<long>(g + 1) * prev_held);
+      for (int p = pos_ - tokens_in_step; p < pos_; ++p) before.push_back(p);
+      std::vector<int> now(kept.begin() + static_cast<long>(g) * held,
+                           kept.begin() + static_cast<long>(g + 1) * held);
+      std::sort(before.begin(), before.end());
+      std::sort(now.begin(), now.end());
+      const std::size_t start = evicted.size();
+      std::set_difference(before.begin(), before.end(), now.begin(), now.end(),
+                          std::back_inserter(evicted));
+      per_head = static_cast<int>(evicted.size() - start);  // equal for every head
+    }
+    const std::string bank = step + ".bank" + std::to_string(kv_.bank(b).kv_layer);
+    emit_int_tensor(observers_, bank + ".kept_positions", {Hkv, held}, kept.data());
+    emit_int_tensor(observers_, bank + ".evicted_positions", {Hkv, per_head}, evicted.data());
+    tap_kept_[b] = kept;
+  }
 }
 
 template <typename S>
 void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
   if (observers_.empty()) return;
+  if (tapping_) tap_cache(tokens_in_step);
   for (int l = 0; l < plan_.layers(); ++l) {
     const int b = kv_.bank_of_layer(l);
     KvStepEvent e;

@@ -3,7 +3,8 @@
 // time) over one KV store. The techniques are hooks in their own files: LCKV's iterative prefill
 // (lckv.cpp), eviction policies (policies.hpp), H2O scores (h2o.hpp), Squeeze importance
 // (importance.hpp, squeeze.hpp) and position modes (positions.hpp). Telemetry goes to subscribed
-// observers; what nobody subscribed to is not computed.
+// observers; what nobody subscribed to is not computed. Subscribing to EventKind::tensors gets
+// every intermediate tensor (tensor_tap.hpp; the names of docs/crosscheck.md).
 #pragma once
 
 #include <cstdint>
@@ -134,6 +135,7 @@ class Engine {
   struct Workspace {
     Buffer<S> h, q, att, o, gate, up;
     Buffer<S> probs;    // (H, T, N) when H2O or an observer needs them
+    Buffer<S> scores;   // (H, T, N) pre-softmax, only while tapping
     Buffer<S> rotated;  // cache position mode: slot-rotated keys
   };
   Workspace make_workspace(int T) const;
@@ -172,6 +174,13 @@ class Engine {
   void apply_squeeze_budgets(const std::vector<int>& evicting, int T);
   void emit_step(const char* phase, int tokens_in_step);
   void check_tokens(const int* tokens, int T) const;
+  // EventKind::tensors (tensor_tap.hpp): the name of a tensor of layer l in the step running,
+  // e.g. "prefill.pass2.layer5." + what; the emitters; kept/evicted positions after a step.
+  std::string tap_name(int l, const char* what) const;
+  void tap(const std::string& name, std::vector<std::int64_t> shape, const S* data) const;
+  void tap_positions(const std::string& name, int rows, int cols, const int* data,
+                     int row_stride) const;
+  void tap_cache(int tokens_in_step);
   void validate_policy_budget();
 
   std::shared_ptr<const ModelWeights<S>> w_;
@@ -195,6 +204,9 @@ class Engine {
   int pass_ = 0;        // the LCKV pass running (attention telemetry); 0 outside iterative passes
   int pos_ = 0;
   int step_ = 0;
+  bool tapping_ = false;                    // someone subscribes to EventKind::tensors (this step)
+  std::string tap_step_;                    // "prefill", "prefill.token3", "decode2": names' start
+  std::vector<std::vector<int>> tap_kept_;  // per bank: (H_kv, held) positions after last step
 };
 
 extern template class Engine<float>;

@@ -103,6 +103,15 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
       observers_.emit(EventKind::prefill_pass, e, &Observer::on_prefill_pass);
     }
     for (int b : targets) {
+      if (tapping_) {
+        // The pass's upward targets, as the next pass's upward readers will read them.
+        const ModelConfig& c = w_->config;
+        const std::string name = "prefill.pass" + std::to_string(pass) + ".bank" +
+                                 std::to_string(kv_.bank(b).kv_layer) + ".target_";
+        const std::vector<std::int64_t> shape = {T, c.num_key_value_heads, c.head_dim};
+        tap(name + "k", shape, rows.k[b].data());
+        tap(name + "v", shape, rows.v[b].data());
+      }
       prev.k[b] = rows.k[b];
       prev.v[b] = rows.v[b];
     }

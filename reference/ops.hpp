@@ -89,7 +89,10 @@ bool softmax_row(S* x, int n) {
   }
   using Arr = Eigen::Array<S, Eigen::Dynamic, 1>;
   Eigen::Map<Arr> a(x, n);
-  a = (a - mx).exp();  // exp(-inf) = 0: masked entries get no probability
+  // Masked entries get exactly 0: Eigen's vectorized exp clamps its argument, so exp(-inf) would
+  // come out near 1e-308 (the unmasked entries keep the same bits either way).
+  const S neg_inf = -std::numeric_limits<S>::infinity();
+  a = (a == neg_inf).select(Arr::Zero(n), (a - mx).exp());
   a /= a.sum();
   return true;
 }

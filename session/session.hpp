@@ -28,6 +28,7 @@
 #include "reference/train/grad.hpp"
 #include "reference/weights.hpp"
 #include "session/bench.hpp"
+#include "session/dump.hpp"
 #include "session/eval.hpp"
 
 namespace kvlab {
@@ -224,6 +225,11 @@ class Session {
   // float64 (an f32 session's weights are converted, exactly). Only the plan's KV layers get
   // W_K, W_V gradients. The session's sequence is left as it was.
   GradResult grad(const std::vector<int>& tokens, const ref::train::TrainPasses& passes);
+  // Every intermediate of a prefill of request.tokens and request.decode greedy steps after it,
+  // under the session's plan, policy, budget, schedule and precision (docs/crosscheck.md;
+  // `kvlab dump` writes it with write_dump). Byte-identical for any thread count in f64. The
+  // session's sequence is left at the dumped one.
+  Dump dump(const DumpRequest& request);
 
   // ---- telemetry
   // Subscribes an observer to the event kinds `kinds` (core/telemetry.hpp) of every engine this

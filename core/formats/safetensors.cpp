@@ -56,7 +56,8 @@ bool parse_dtype(const std::string& s, TensorDtype* d) {
   static const std::pair<const char*, TensorDtype> kAll[] = {{"F32", TensorDtype::F32},
                                                              {"F16", TensorDtype::F16},
                                                              {"BF16", TensorDtype::BF16},
-                                                             {"F64", TensorDtype::F64}};
+                                                             {"F64", TensorDtype::F64},
+                                                             {"I64", TensorDtype::I64}};
   for (const auto& [n, v] : kAll) {
     if (s == n) {
       *d = v;
@@ -87,7 +88,7 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const j
   auto dt = e.find("dtype");
   if (dt == e.end()) bad(path, tensor_field(name, "dtype"), "(absent)", "every tensor needs one");
   if (!dt->is_string() || !parse_dtype(dt->get<std::string>(), &t.dtype)) {
-    bad(path, tensor_field(name, "dtype"), dt->dump(), "must be one of F32, F16, BF16, F64");
+    bad(path, tensor_field(name, "dtype"), dt->dump(), "must be one of F32, F16, BF16, F64, I64");
   }
 
   auto sh = e.find("shape");
@@ -195,6 +196,8 @@ void convert(TensorDtype d, const unsigned char* src, size_t n, Out* out) {
     case TensorDtype::BF16:
       for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load<uint16_t>(src + 2 * i));
       return;
+    case TensorDtype::I64:  // refused before convert() is called (read_f32, read_f64)
+      return;
   }
 }
 
@@ -210,8 +213,14 @@ const char* tensor_dtype_name(TensorDtype d) {
       return "BF16";
     case TensorDtype::F64:
       return "F64";
+    case TensorDtype::I64:
+      return "I64";
   }
   return "?";
+}
+
+bool tensor_dtype_is_float(TensorDtype d) {
+  return d != TensorDtype::I64;
 }
 
 int tensor_dtype_size(TensorDtype d) {
@@ -223,6 +232,7 @@ int tensor_dtype_size(TensorDtype d) {
     case TensorDtype::BF16:
       return 2;
     case TensorDtype::F64:
+    case TensorDtype::I64:
       return 8;
   }
   return 0;
@@ -414,15 +424,35 @@ const unsigned char* SafetensorsFile::data(const TensorInfo& t) const {
   return data_ + t.begin;
 }
 
-std::vector<float> SafetensorsFile::read_f32(const std::string& name) const {
+namespace {
+const TensorInfo& require_float(const std::string& path, const TensorInfo& t) {
+  if (!tensor_dtype_is_float(t.dtype)) {
+    bad(path, tensor_field(t.name, "dtype"), tensor_dtype_name(t.dtype),
+        "must be a floating dtype (F32, F16, BF16, F64) here");
+  }
+  return t;
+}
+}  // namespace
+
+std::vector<int64_t> SafetensorsFile::read_i64(const std::string& name) const {
   const TensorInfo& t = info(name);
+  if (t.dtype != TensorDtype::I64) {
+    bad(path_, tensor_field(name, "dtype"), tensor_dtype_name(t.dtype), "must be I64 here");
+  }
+  std::vector<int64_t> out(static_cast<size_t>(t.numel()));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = load<int64_t>(data(t) + 8 * i);
+  return out;
+}
+
+std::vector<float> SafetensorsFile::read_f32(const std::string& name) const {
+  const TensorInfo& t = require_float(path_, info(name));
   std::vector<float> out(static_cast<size_t>(t.numel()));
   convert(t.dtype, data(t), out.size(), out.data());
   return out;
 }
 
 std::vector<double> SafetensorsFile::read_f64(const std::string& name) const {
-  const TensorInfo& t = info(name);
+  const TensorInfo& t = require_float(path_, info(name));
   std::vector<double> out(static_cast<size_t>(t.numel()));
   convert(t.dtype, data(t), out.size(), out.data());
   return out;
@@ -449,11 +479,16 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
       }
     }
     const bool f64 = std::holds_alternative<std::span<const double>>(t.data);
-    const size_t count = f64 ? std::get<1>(t.data).size() : std::get<0>(t.data).size();
-    const TensorDtype dtype = t.store.value_or(f64 ? TensorDtype::F64 : TensorDtype::F32);
-    if (f64 ? dtype != TensorDtype::F64 : dtype == TensorDtype::F64) {
+    const bool i64 = std::holds_alternative<std::span<const int64_t>>(t.data);
+    const size_t count = std::visit([](auto span) { return span.size(); }, t.data);
+    const TensorDtype natural = f64 ? TensorDtype::F64 : i64 ? TensorDtype::I64 : TensorDtype::F32;
+    const TensorDtype dtype = t.store.value_or(natural);
+    if ((f64 || i64) ? dtype != natural
+                     : (dtype == TensorDtype::F64 || dtype == TensorDtype::I64)) {
       bad(path, tensor_field(t.name, "dtype"), tensor_dtype_name(dtype),
-          f64 ? "double data is written as F64" : "float data is written as F32, F16 or BF16");
+          f64   ? "double data is written as F64"
+          : i64 ? "int64 data is written as I64"
+                : "float data is written as F32, F16 or BF16");
     }
     uint64_t bytes = 0;
     if (!byte_size(t.shape, static_cast<uint64_t>(tensor_dtype_size(dtype)), &bytes) ||

@@ -20,8 +20,9 @@
 
 namespace kvlab {
 
-enum class TensorDtype { F32, F16, BF16, F64 };
-const char* tensor_dtype_name(TensorDtype d);  // "F32", "F16", "BF16", "F64"
+enum class TensorDtype { F32, F16, BF16, F64, I64 };
+const char* tensor_dtype_name(TensorDtype d);  // "F32", "F16", "BF16", "F64", "I64"
+bool tensor_dtype_is_float(TensorDtype d);     // all but I64
 int tensor_dtype_size(TensorDtype d);          // bytes per element
 
 struct TensorInfo {
@@ -46,9 +47,12 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
   // The tensor's elements in C order, converted from any stored dtype (F16/BF16/F32 widen exactly;
-  // F64 is rounded to float by read_f32).
+  // F64 is rounded to float by read_f32). An I64 tensor is refused by name (weights are never
+  // integers); read it with read_i64.
   std::vector<float> read_f32(const std::string& name) const;
   std::vector<double> read_f64(const std::string& name) const;
+  // An I64 tensor's elements (token ids, positions); a floating tensor is refused by name.
+  std::vector<int64_t> read_i64(const std::string& name) const;
 
  private:
   friend SafetensorsFile open_safetensors(const std::string& path);
@@ -66,20 +70,21 @@ class SafetensorsFile {
 // Opens and validates `path`. Throws kvlab::Error naming the file, the tensor (if any), the field
 // and the offending value for: a file shorter than 8 bytes, a header length over 100 MB or past
 // the end of the file, invalid JSON or a header that is not an object, an entry without a valid
-// dtype (F32, F16, BF16, F64), shape (non-negative integers) or data_offsets ([begin, end],
+// dtype (F32, F16, BF16, F64, I64), shape (non-negative integers) or data_offsets ([begin, end],
 // begin <= end), a byte size that differs from product(shape) * dtype size, and offsets that do
 // not cover the data region exactly (holes, overlaps, trailing bytes, data past the end).
 SafetensorsFile open_safetensors(const std::string& path);
 
 // One tensor to write; the data is borrowed (C order) and must hold product(shape) elements.
 struct TensorRef {
-  using Data = std::variant<std::span<const float>, std::span<const double>>;
+  using Data =
+      std::variant<std::span<const float>, std::span<const double>, std::span<const int64_t>>;
   TensorRef(std::string n, std::vector<int64_t> s, Data d,
             std::optional<TensorDtype> as = std::nullopt)
       : name(std::move(n)), shape(std::move(s)), data(d), store(as) {}
   std::string name;
   std::vector<int64_t> shape;
-  std::variant<std::span<const float>, std::span<const double>> data;  // written as F32 / F64
+  Data data;  // written as F32 / F64 / I64
   // float data may instead be stored as F16 or BF16, rounded to nearest, ties to even.
   std::optional<TensorDtype> store;
 };
@@ -88,8 +93,8 @@ struct TensorRef {
 // entries sorted by name (JSON object order does not matter to readers) and is padded with spaces
 // so the data starts at an 8-byte boundary. Throws kvlab::Error for an empty, repeated or reserved
 // ("__metadata__") name, a negative dimension, data whose size differs from the shape's, a `store`
-// dtype the data cannot take (double data is F64 only), or a finite value that overflows its F16
-// or BF16 storage (|x| >= 65520 for F16); nothing is written then.
+// dtype the data cannot take (double data is F64 only, int64 data I64 only), or a finite value that
+// overflows its F16 or BF16 storage (|x| >= 65520 for F16); nothing is written then.
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

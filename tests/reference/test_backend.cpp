@@ -146,3 +146,57 @@ TEST(Telemetry, UnsubscribedKindsCostNothing) {
   watched.decode(6);
   EXPECT_EQ(all.attention.size(), before);
 }
+
+// EventKind::tensors (kvlab dump): not part of kAllEvents, computed only while subscribed, and
+// consistent with itself: probs = softmax(scores) row by row, -inf scores where probs are 0.
+TEST(Telemetry, TensorKindOnlyWhileSubscribed) {
+  struct Tensors : Observer {
+    std::map<std::string, TensorEvent> seen;
+    void on_tensor(const TensorEvent& e) override { seen[e.name] = e; }
+  };
+  const ModelConfig c = tiny_config();
+  const auto w = init_random<double>(c, KvPlan::parse("lckv:2", 6), 5);
+  EngineOptions o;
+  o.schedule.mode = PrefillMode::fixed;
+  o.schedule.passes = 2;
+  Engine<double> quiet(w, o), all(w, o), tapped(w, o);
+  Tensors none, rec;
+  all.subscribe(&none, kAllEvents);
+  tapped.subscribe(&rec, mask(EventKind::tensors));
+  const auto logits = quiet.prefill(tokens(9), true);
+  EXPECT_EQ(all.prefill(tokens(9), true), logits);
+  EXPECT_EQ(tapped.prefill(tokens(9), true), logits);  // watching changes nothing
+  EXPECT_EQ(quiet.decode(4), tapped.decode(4));
+  EXPECT_TRUE(none.seen.empty());
+  ASSERT_FALSE(rec.seen.empty());
+  for (const std::string name : {"prefill.pass2.layer1.attn", "decode1.layer1.attn"}) {
+    const TensorEvent& s = rec.seen.at(name + ".scores");
+    const TensorEvent& p = rec.seen.at(name + ".probs");
+    ASSERT_EQ(s.shape, p.shape) << name;
+    const long rows = s.shape[0] * s.shape[1], N = s.shape[2];
+    for (long r = 0; r < rows; ++r) {
+      double mx = -INFINITY, z = 0;
+      for (long j = 0; j < N; ++j) mx = std::max(mx, s.values[r * N + j]);
+      for (long j = 0; j < N; ++j)
+        z += std::isinf(s.values[r * N + j]) ? 0 : std::exp(s.values[r * N + j] - mx);
+      for (long j = 0; j < N; ++j) {
+        const double sv = s.values[r * N + j], pv = p.values[r * N + j];
+        if (std::isinf(sv)) {
+          EXPECT_EQ(pv, 0) << name << " " << r << " " << j;
+        } else {
+          EXPECT_NEAR(pv, std::exp(sv - mx) / z, 1e-12) << name << " " << r << " " << j;
+        }
+      }
+    }
+  }
+  // LCKV's first token attends to nothing in an upward reader: scores all -inf, output 0.
+  const TensorEvent& s = rec.seen.at("prefill.pass1.layer1.attn.scores");
+  for (long j = 0; j < s.shape[2]; ++j) EXPECT_TRUE(std::isinf(s.values[j]));
+  const TensorEvent& out = rec.seen.at("prefill.pass1.layer1.attn.out");
+  for (long i = 0; i < c.num_attention_heads * c.head_dim; ++i) EXPECT_EQ(out.values[i], 0);
+  tapped.unsubscribe(&rec);
+  const auto count = rec.seen.size();
+  rec.seen.clear();
+  tapped.decode(6);
+  EXPECT_TRUE(rec.seen.empty()) << count;
+}

@@ -154,6 +154,37 @@ TEST(Safetensors, RoundTripF32AndF64InGivenOrder) {
   EXPECT_EQ(f.info("b.f64").end - f.info("b.f64").begin, 24u);
 }
 
+TEST(Safetensors, I64RoundTripsAndIsNeverReadAsFloats) {
+  // kvlab dump's positions and token ids; weights are never integers.
+  TempDir dir;
+  const std::string path = dir.file("ids.safetensors");
+  const std::vector<int64_t> ids = {0, -1, int64_t{1} << 40, 7};
+  const std::vector<float> w = {1.5f};
+  kvlab::write_safetensors(path, {{"w", {1}, std::span<const float>(w)},
+                                  {"ids", {2, 2}, std::span<const int64_t>(ids)}});
+  const kvlab::SafetensorsFile f = kvlab::open_safetensors(path);
+  EXPECT_EQ(f.dtype("ids"), TensorDtype::I64);
+  EXPECT_EQ(f.read_i64("ids"), ids);
+  EXPECT_FALSE(kvlab::tensor_dtype_is_float(TensorDtype::I64));
+  auto expect_error = [&](auto fn, const std::string& fragment) {
+    try {
+      fn();
+      ADD_FAILURE() << "no error for " << fragment;
+    } catch (const kvlab::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { f.read_f32("ids"); }, "tensor 'ids' dtype = I64");
+  expect_error([&] { f.read_f64("ids"); }, "must be a floating dtype");
+  expect_error([&] { f.read_i64("w"); }, "tensor 'w' dtype = F32");
+  expect_error(
+      [&] {
+        kvlab::write_safetensors(dir.file("bad.safetensors"),
+                                 {{"ids", {4}, std::span<const int64_t>(ids), TensorDtype::F32}});
+      },
+      "int64 data is written as I64");
+}
+
 TEST(Safetensors, CopiesShareTheMappingAndOutliveTheOriginal) {
   TempDir dir;
   const std::string path = dir.file("m.safetensors");
