@@ -80,17 +80,21 @@ void Engine<S>::validate_policy_budget() {
     fail("--policy", policy_.to_string(),
          "SqueezeAttention sets each bank's budget; use window without :W together with it");
   }
+  if (policy_.kind == SequencePolicy::full && !budget_.unset()) {
+    fail("--budget", budget_.to_string(),
+         "policy full keeps every token, so a budget would be ignored: choose an evicting "
+         "policy (window, streaming, h2o) or drop --budget");
+  }
   if (policy_.kind != SequencePolicy::full && budget_.unset() && !squeeze_spec_.enabled &&
       !(policy_.kind == SequencePolicy::window && policy_.window > 0)) {
     fail("--budget", "(none)",
          policy_.to_string() +
-             " evicts down to a budget: give --budget (tokens, or a fraction of the prompt) or "
-             "SqueezeAttention budgets");
+             " evicts down to a budget: give --budget (tokens, or a percentage of the prompt: 25%) "
+             "or SqueezeAttention budgets (--squeeze)");
   }
   if (policy_.kind == SequencePolicy::window && policy_.window > 0) {
     if (!budget_.unset() && budget_.tokens != policy_.window) {
-      fail("--budget",
-           budget_.tokens ? std::to_string(budget_.tokens) : std::to_string(budget_.fraction),
+      fail("--budget", budget_.to_string(),
            "window:" + std::to_string(policy_.window) + " already sets the budget");
     }
     budget_.tokens = policy_.window;
