@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -57,7 +58,14 @@ void run_squeeze(const SqueezeArgs& o) {
   so.run.squeeze = squeeze_spec(o);
   const ref::SqueezeSpec& spec = so.run.squeeze;
   Session session = load_session(so);
+  RecordingObserver kept;  // which positions each bank kept: the policy's visible effect
+  session.subscribe(&kept, mask(EventKind::kept));
   const SqueezeReport rep = session.squeeze(session.tokens_of(input));
+  session.unsubscribe(&kept);
+  std::map<int, std::vector<int>> kept_head0;  // bank -> positions its KV head 0 kept
+  for (const KeptEvent& e : kept.kept) {
+    if (e.kv_head == 0) kept_head0[e.bank] = e.positions;
+  }
   const ref::SqueezeResult& r = rep.result;
   const int L = static_cast<int>(rep.bank.size());
   for (int l = 0; l < L; ++l) {  // never print NaN: a layer outside the evicting banks too
@@ -92,6 +100,9 @@ void run_squeeze(const SqueezeArgs& o) {
     j["total_budget_tokens"] = rep.total_budget;
     j["uniform_total_tokens"] = rep.uniform_total;
     j["notes"] = r.notes;  // budgets raised to what the policy needs
+    nlohmann::json kept_json = nlohmann::json::object();
+    for (const auto& [bank, positions] : kept_head0) kept_json[std::to_string(bank)] = positions;
+    j["kept_positions_head0"] = kept_json;
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -120,6 +131,13 @@ void run_squeeze(const SqueezeArgs& o) {
   std::printf("\ntotal budget %ld tokens over %d banks (uniform: %ld); KV held %s\n",
               rep.total_budget, rep.evicting_banks, rep.uniform_total,
               human_bytes(static_cast<double>(rep.kv_bytes_held)).c_str());
+  std::printf("\npositions each bank kept after the prompt (KV head 0; %s chooses them):\n",
+              o.run.policy.c_str());
+  for (const auto& [bank, positions] : kept_head0) {
+    std::string list;
+    for (int p : positions) list += (list.empty() ? "" : " ") + std::to_string(p);
+    std::printf(" bank %d: %s\n", bank, list.c_str());
+  }
   if (o.run.policy.rfind("streaming", 0) == 0) {
     std::printf("note: a streaming budget includes its sink tokens\n");
   }

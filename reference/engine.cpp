@@ -528,6 +528,19 @@ void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
     ref::emit_h2o_scores(observers_, step_, bank.kv_layer, bank.held(), kv_.kv_heads(),
                          bank.pos.data(), bank.score.data(), bank.count.data());
   }
+  for (int b = 0; b < kv_.num_banks() && observers_.wants(EventKind::kept); ++b) {
+    const BankMeta& bank = kv_.bank(b);
+    for (int g = 0; g < kv_.kv_heads(); ++g) {
+      KeptEvent k;
+      k.step = step_;
+      k.bank = bank.kv_layer;
+      k.kv_head = g;
+      k.policy = bank.sliding ? "sliding" : bank.policy.to_string();
+      k.budget = bank.evicts() ? bank.budget : 0;
+      k.positions = kv_.positions(b, g);
+      observers_.emit(EventKind::kept, k, &Observer::on_kept);
+    }
+  }
   StepSummaryEvent s;
   s.step = step_;
   s.phase = phase;

@@ -247,3 +247,45 @@ TEST_F(Teach2, SweepSqueezeJsonAndEvalOut) {
   EXPECT_EQ(read_file(path("e.json")), evj.output);
   EXPECT_EQ(json::parse(evj.output)["budget"], "24");
 }
+
+// Every policy can show what it decided: generate --kept writes the positions each bank and KV
+// head kept (window: the last B; h2o: its own choice), --squeeze works with --telemetry, and
+// squeeze's --policy changes the positions it reports.
+TEST_F(Teach2, EveryPolicyReportsWhatEachBankKept) {
+  const std::string g =
+      "generate --model tiny-standard --prompt 'Once upon a time there was a "
+      "little robot' --max-new 2 --kept --telemetry ";
+  const RunResult w = run_kvlab(g + path("w.jsonl") + " --policy window --budget 6");
+  ASSERT_EQ(w.status, 0) << w.output;
+  int events = 0;
+  std::ifstream in(path("w.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    const json e = json::parse(line);
+    if (e["event"] != "kept") continue;
+    ++events;
+    EXPECT_EQ(e["policy"], "window");
+    const auto pos = e["positions"].get<std::vector<int>>();
+    ASSERT_EQ(pos.size(), 6u) << line;
+    // The window keeps the six most recent positions.
+    EXPECT_EQ(*std::max_element(pos.begin(), pos.end()) - *std::min_element(pos.begin(), pos.end()),
+              5)
+        << line;
+  }
+  // The prefill and one decode step (the first new token comes from the prefill), 6 banks, 4
+  // KV heads.
+  EXPECT_EQ(events, 2 * 6 * 4);
+  const RunResult sq = run_kvlab(g + path("s.jsonl") + " --policy h2o --squeeze 0.5,0.2");
+  ASSERT_EQ(sq.status, 0) << sq.output;
+  const std::string tele = read_file(path("s.jsonl"));
+  EXPECT_NE(tele.find("\"event\":\"squeeze\""), std::string::npos);
+  EXPECT_NE(tele.find("\"event\":\"kept\""), std::string::npos);
+
+  const std::string s =
+      "squeeze --model tiny-standard --prompt 'Once upon a time there was a "
+      "little robot' --squeeze 0.5,0.2 --json --policy ";
+  const RunResult win = run_kvlab(s + "window"), h2o = run_kvlab(s + "h2o");
+  ASSERT_EQ(win.status, 0) << win.output;
+  ASSERT_EQ(h2o.status, 0) << h2o.output;
+  EXPECT_NE(json::parse(win.output)["kept_positions_head0"],
+            json::parse(h2o.output)["kept_positions_head0"]);
+}
