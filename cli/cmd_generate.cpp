@@ -46,11 +46,12 @@ void run_generate(const GenerateArgs& o) {
   });
   std::fprintf(stderr,
                "\n[kvlab] plan %s | prompt %zu tokens in %.3f s | %zu new tokens, %.1f tokens/s | "
-               "KV held %s of %s allocated\n",
+               "KV held %s of %s allocated (%s K/V: the CPU reference holds its precision)\n",
                session.plan().to_string().c_str(), prompt.size(), r.prefill_seconds,
                r.tokens.size(), r.tokens_per_second(),
                human_bytes(static_cast<double>(session.kv_bytes_held())).c_str(),
-               human_bytes(static_cast<double>(session.kv_bytes_allocated())).c_str());
+               human_bytes(static_cast<double>(session.kv_bytes_allocated())).c_str(),
+               precision_name(session.precision()));
   std::printf("\n");
   set_stdout_mid_line(false);
   if (session.h2o_score_bytes() > 0) {
