@@ -46,19 +46,9 @@ std::string shorten_middle(const std::string& text, std::size_t keep) {
          text.substr(tail);
 }
 
-// On one line: printable() with newlines and tabs escaped too.
+// On one line: newlines and tabs escaped too.
 std::string one_line(const std::string& text) {
-  std::string out;
-  for (char ch : printable(text)) {
-    if (ch == '\n') {
-      out += "\\n";
-    } else if (ch == '\t') {
-      out += "\\t";
-    } else {
-      out += ch;
-    }
-  }
-  return out;
+  return printable_text(text, /*one_line=*/true);
 }
 
 std::string ids_text(const std::vector<int>& ids) {

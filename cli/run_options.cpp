@@ -150,17 +150,7 @@ void note_random_weights(const Session& s, const std::string& model) {
 }
 
 std::string printable(const std::string& bytes) {
-  std::string out;
-  for (unsigned char ch : bytes) {
-    if (ch < 0x20 && ch != '\n' && ch != '\t') {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
-      out += buf;
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  return out;
+  return printable_text(bytes);
 }
 
 }  // namespace kvlab::cli

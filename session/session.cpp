@@ -393,6 +393,29 @@ int Session::context() const {
   return impl_->visit([](const auto& m) { return m.engine->context(); });
 }
 
+BankKv Session::bank_kv(int kv_layer) const {
+  const KvPlan& p = plan();
+  if (kv_layer < 0 || kv_layer >= p.layers() || !p.is_kv_layer(kv_layer)) {
+    std::string layers;
+    for (int t : p.kv_layers()) layers += (layers.empty() ? "" : ",") + std::to_string(t);
+    fail("kv_layer", std::to_string(kv_layer), "must be one of the plan's KV layers: " + layers);
+  }
+  return impl_->visit([&](const auto& m) {
+    const auto& e = *m.engine;
+    const int b = e.kv().bank_of_layer(kv_layer);
+    auto held = e.held_kv(b);
+    BankKv r;
+    r.kv_layer = kv_layer;
+    r.cells = held.cells;
+    r.kv_heads = e.config().num_key_value_heads;
+    r.head_dim = e.config().head_dim;
+    r.k.assign(held.k.begin(), held.k.end());
+    r.v.assign(held.v.begin(), held.v.end());
+    r.positions = e.kv().head_positions(b);
+    return r;
+  });
+}
+
 int Session::num_banks() const {
   return impl_->visit([](const auto& m) { return m.engine->num_banks(); });
 }

@@ -150,6 +150,17 @@ struct GradResult {
   std::vector<std::vector<double>> grads;  // one per spec, C order
 };
 
+// What one bank holds now (Session::bank_kv): its K and V as double (exact for f32 sessions),
+// (cells, H_kv * D) each in slot order, and the position of each cell per KV head (H_kv, cells):
+// with per-head eviction (H2O) the heads may hold different positions.
+struct BankKv {
+  int kv_layer = 0;
+  int cells = 0;
+  int kv_heads = 0, head_dim = 0;
+  std::vector<double> k, v;    // (cells, kv_heads * head_dim)
+  std::vector<int> positions;  // (kv_heads, cells)
+};
+
 class Session {
  public:
   // Reads the model (and its tokenizer: --tokenizer when given; else the byte tokenizer for
@@ -243,6 +254,9 @@ class Session {
   // H2O's score and count arrays of the held cells: bookkeeping, apart from the K/V (§7).
   std::int64_t h2o_score_bytes() const;
   const std::vector<int>& passes_run() const;  // per cyclic block, by the last prefill
+  // The K/V the bank of KV layer `kv_layer` holds now (a copy). Throws kvlab::Error naming
+  // kv_layer when it is not one of the plan's KV layers.
+  BankKv bank_kv(int kv_layer) const;
   // s_l of the last prompt: measured with SqueezeAttention or while an observer subscribes to
   // EventKind::layer_importance (zeros otherwise).
   std::vector<double> layer_importance() const;

@@ -317,7 +317,7 @@ int run_viz(const VizOptions& o) {
         f.snap = source ? source->snapshot() : Snapshot{};
         f.footprint = footprint(f.snap);
         f.convergence = convergence(f.snap.passes);
-        f.cache = cache_map(f.snap);
+        f.cache = cache_map(f.snap, f.worker.run.policy);
       }
       f.squeeze = squeeze_bars(f.snap, f.worker.diagram);
       f.fps = io.Framerate;
@@ -359,6 +359,8 @@ int run_viz(const VizOptions& o) {
           b_source = nullptr;
         }
         post_compare(*compare, f.worker, c);
+      } else if (compare) {
+        follow_compare(*compare, f.worker, bs, c);
       }
       ImGui::Render();
 
@@ -411,6 +413,18 @@ int run_viz(const VizOptions& o) {
       report["last_frame"] = frame_record("", f, log, static_cast<int>(io.DisplaySize.x),
                                           static_cast<int>(io.DisplaySize.y));
       report["script_lines_run"] = script.next;
+      if (compare) {  // plan B: its continuation and both plans' perplexity on A's text
+        const WorkerState bs = compare->state();
+        nlohmann::json scores = nlohmann::json::array();
+        for (const PlanScore& p : bs.scores) {
+          scores.push_back({{"plan", p.plan}, {"perplexity", p.perplexity}, {"tokens", p.tokens}});
+        }
+        report["compare"] = {{"plan", bs.plan_spec},
+                             {"generated", bs.generated_pieces.size()},
+                             {"scores", scores},
+                             {"error", bs.error},
+                             {"note", bs.note}};
+      }
     }
   }
   ImGui_ImplOpenGL3_Shutdown();

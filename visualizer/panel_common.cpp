@@ -44,6 +44,10 @@ void apply_run_options(Worker& w, const Controls& c) {
     cmd.run_options.squeeze.enabled = true;
     cmd.run_options.squeeze.f0 = c.f0;
     cmd.run_options.squeeze.f3 = c.f3;
+    if (c.squeeze_p) {
+      cmd.run_options.squeeze.p = c.p;
+      cmd.run_options.squeeze.f3 = -1;
+    }
     // SqueezeAttention sets each bank's budget and needs an evicting policy: keep the recent
     // tokens (window without :W) unless the user chose another.
     if (cmd.run_options.policy == "full" || cmd.run_options.policy.empty())

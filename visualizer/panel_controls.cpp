@@ -1,6 +1,10 @@
 // Controls: the model, the plan, the policy and budget, the prompt; prefill, step, run, pause,
 // reset, trace; the run's speed; what the worker holds and its last message or error.
+#include <algorithm>
 #include <cstdio>
+#include <exception>
+#include <string>
+#include <utility>
 
 #include <imgui.h>
 #include <imgui_stdlib.h>
@@ -15,6 +19,88 @@ namespace {
 const char* const kPlans[] = {"standard",       "cla:2",        "cla:3", "mlkv:2",
                               "lckv:2",         "lckv:4",       "yoco",  "sandwich-middle:2",
                               "pizza-bottom:2", "lasagna-top:2"};
+const char* const kPolicies[] = {"full", "window", "streaming", "h2o"};
+
+// The policy's kind and its parameter from the text form ("h2o:4" -> h2o, 4; "full" -> full, 0).
+std::pair<int, int> policy_parts(const std::string& policy) {
+  int kind = 0;
+  for (int k = 0; k < 4; ++k) {
+    if (policy.rfind(kPolicies[k], 0) == 0) kind = k;
+  }
+  int param = 0;
+  const auto colon = policy.find(':');
+  if (colon != std::string::npos) {
+    try {
+      param = std::stoi(policy.substr(colon + 1));
+    } catch (const std::exception&) {
+      param = 0;
+    }
+  }
+  return {kind, param};
+}
+
+// Policy and budget: a kind, its parameter (the window, the sinks, the recent tokens) and the
+// budget in tokens per bank, each applied when chosen; the text fields for every other form.
+void draw_policy_picker(Controls& c, Worker& w, const WorkerState& s) {
+  ImGui::TextUnformatted("policy");
+  help_marker(
+      "What each bank keeps. full: everything. window W: the last W tokens (a fixed window). "
+      "streaming S: S sink tokens + the most recent, up to the budget. h2o R: R recent + the "
+      "heaviest hitters by accumulated attention, up to the budget. The budget is in tokens per "
+      "bank; the text fields take every form the CLI takes.");
+  auto [kind, param] = policy_parts(c.policy);
+  bool apply = false;
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x * 0.4f);
+  if (ImGui::BeginCombo("##policykind", kPolicies[kind])) {
+    for (int k = 0; k < 4; ++k) {
+      if (ImGui::Selectable(kPolicies[k], k == kind)) {
+        kind = k;
+        param = k == 1 ? 32 : 0;  // a window needs its width; the others have defaults
+        apply = true;
+      }
+    }
+    ImGui::EndCombo();
+  }
+  if (kind > 0) {
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(-60);
+    const char* what = kind == 1 ? "window" : kind == 2 ? "sinks" : "recent";
+    ImGui::SliderInt(what, &param, 0, 256, param == 0 ? "default" : "%d");
+    apply |= ImGui::IsItemDeactivatedAfterEdit();
+  }
+  if (apply) {
+    c.policy = std::string(kPolicies[kind]) + (param > 0 ? ":" + std::to_string(param) : "");
+    if (kind == 0) c.budget.clear();  // full keeps everything: a budget means nothing there
+  }
+  if (kind == 2 || kind == 3) {
+    int budget = 0;
+    try {
+      budget = c.budget.empty() ? 0 : std::stoi(c.budget);
+    } catch (const std::exception&) {
+      budget = 0;
+    }
+    ImGui::SetNextItemWidth(-60);
+    const int most = std::max(16, s.context);
+    ImGui::SliderInt("budget", &budget, 0, most, budget == 0 ? "none" : "%d tokens");
+    if (ImGui::IsItemDeactivatedAfterEdit()) {
+      c.budget = budget > 0 ? std::to_string(budget) : "";
+      apply = true;
+    }
+  }
+  if (apply) apply_run_options(w, c);
+  ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x * 0.55f);
+  if (ImGui::InputText("##policy", &c.policy, ImGuiInputTextFlags_EnterReturnsTrue)) {
+    apply_run_options(w, c);
+  }
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(-60);
+  if (ImGui::InputText("##budget", &c.budget, ImGuiInputTextFlags_EnterReturnsTrue)) {
+    apply_run_options(w, c);
+  }
+  ImGui::SameLine();
+  ImGui::TextDisabled("text");
+}
 
 }  // namespace
 
@@ -91,15 +177,7 @@ void draw_controls_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, 
       ImGui::TextWrapped("SqueezeAttention f0 %.2f, f3 %.2f", s.run.squeeze.f0, s.run.squeeze.f3);
     }
   }
-  ImGui::TextUnformatted("policy");
-  help_marker(
-      "Policy: full, window[:W], streaming[:S], h2o[:R]. Budget: tokens per bank, or a "
-      "fraction of the prompt (0.25). Press Apply.");
-  ImGui::SetNextItemWidth(ImGui::GetContentRegionAvail().x * 0.55f);
-  ImGui::InputText("##policy", &c.policy);
-  ImGui::SameLine();
-  ImGui::SetNextItemWidth(-60);
-  ImGui::InputText("budget", &c.budget);
+  draw_policy_picker(c, w, s);
   ImGui::Separator();
 
   // ---- prompt and run

@@ -29,8 +29,17 @@ void draw_squeeze_panel(const Rect& r, const Frame& f, Controls& c, Worker& w, D
   changed |= ImGui::IsItemDeactivatedAfterEdit() && c.squeeze;
   ImGui::SameLine();
   ImGui::SetNextItemWidth(70);
-  ImGui::SliderFloat("f3", &c.f3, 0.0f, 1.0f, "%.2f");
+  if (c.squeeze_p) {
+    ImGui::SliderFloat("p", &c.p, 0.0f, 1.0f, "%.2f");
+  } else {
+    ImGui::SliderFloat("f3", &c.f3, 0.0f, 1.0f, "%.2f");
+  }
   changed |= ImGui::IsItemDeactivatedAfterEdit() && c.squeeze;
+  ImGui::SameLine();
+  changed |= ImGui::Checkbox("as p", &c.squeeze_p) && c.squeeze;
+  help_marker(
+      "Cluster 3's fraction: f3 of the prompt, or p times f0 (the paper's p: 0.3 to 0.4 "
+      "works well).");
   if (changed) apply_run_options(w, c);
 
   const SqueezeBars& b = f.squeeze;

@@ -4,29 +4,10 @@
 #include <string>
 #include <vector>
 
+#include "core/tokenizers/tokenizer.hpp"
 #include "visualizer/panels.hpp"
 
 namespace kvlab::viz {
-namespace {
-
-// Printable form of a token's bytes (control characters as \xNN; newlines as a return symbol).
-std::string printable(const std::string& bytes) {
-  std::string out;
-  for (unsigned char ch : bytes) {
-    if (ch == '\n') {
-      out += "\\n";
-    } else if (ch < 0x20 || ch == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
-      out += buf;
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 void draw_text_panel(const Rect& r, const Frame& f, DrawLog& log) {
   if (!begin_panel("Text", r,
@@ -60,7 +41,7 @@ void draw_text_panel(const Rect& r, const Frame& f, DrawLog& log) {
   for (int i = 0; i < total; ++i) {
     const bool gen = i >= static_cast<int>(s.prompt_pieces.size());
     const std::string t =
-        printable(gen ? s.generated_pieces[i - s.prompt_pieces.size()] : s.prompt_pieces[i]);
+        printable_text(gen ? s.generated_pieces[i - s.prompt_pieces.size()] : s.prompt_pieces[i]);
     if (t.empty()) continue;
     const float w = ImGui::CalcTextSize(t.c_str()).x;
     if (x > 0 && x + w <= wrap) {

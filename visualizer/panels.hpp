@@ -25,7 +25,9 @@ constexpr ImU32 value_v = IM_COL32(90, 160, 240, 255);    // V (beside K in the 
 constexpr ImU32 text_dim = IM_COL32(170, 170, 180, 255);
 constexpr ImU32 grid = IM_COL32(255, 255, 255, 30);
 constexpr ImU32 error = IM_COL32(240, 80, 80, 255);
-constexpr ImU32 evicted = IM_COL32(110, 45, 50, 255);  // a cell a policy dropped
+constexpr ImU32 evicted = IM_COL32(110, 45, 50, 255);        // a cell a policy dropped
+constexpr ImU32 sink = IM_COL32(240, 180, 50, 255);          // kept: StreamingLLM's first tokens
+constexpr ImU32 heavy_hitter = IM_COL32(230, 90, 220, 255);  // kept: H2O's high scores
 constexpr ImU32 cluster[4] = {IM_COL32(150, 150, 160, 255), IM_COL32(230, 75, 75, 255),
                               IM_COL32(240, 180, 50, 255), IM_COL32(80, 140, 230, 255)};
 }  // namespace colour
@@ -49,13 +51,16 @@ struct Controls {
   std::string budget;
   bool squeeze = false;
   float f0 = 0.5f, f3 = 0.2f;
+  bool squeeze_p = false;  // cluster 3 keeps p · f0 (the paper's p) rather than f3
+  float p = 0.4f;
   std::string prompt;
   float speed = 8;          // tokens per second while running; 0: as fast as it goes
   int lckv_pass = 0;        // the pass the LCKV panel details
   bool lckv_follow = true;  // follow the last pass as passes arrive (until the slider moves)
   int attn_layer = -1, attn_head = 0, attn_row = -1;
   bool compare_open = false;           // the Compare window
-  std::string compare_plan = "cla:2";  // plan B  // the Attention panel's (-1: auto)
+  std::string compare_plan = "cla:2";  // plan B
+  bool compare_follow = true;          // B steps along with A
 };
 
 // What the panels drew this frame, for `--report` and the tests: the panels that showed content
@@ -91,5 +96,8 @@ void draw_cache_panel(const Rect& r, const Frame& f, DrawLog& log);
 void draw_compare_panel(const Frame& f, Controls& c, Worker* b, const WorkerState& bs,
                         const Footprint& bf, bool& run_b, DrawLog& log);
 void post_compare(Worker& b, const WorkerState& a, const Controls& c);
+// With Controls::compare_follow: B steps as A generates, or runs again when A started over.
+// True when it posted something.
+bool follow_compare(Worker& b, const WorkerState& a, const WorkerState& bs, const Controls& c);
 
 }  // namespace kvlab::viz

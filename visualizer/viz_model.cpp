@@ -234,7 +234,7 @@ SqueezeBars squeeze_bars(const Snapshot& s, const PlanDiagram& d) {
   return b;
 }
 
-CacheMap cache_map(const Snapshot& s) {
+CacheMap cache_map(const Snapshot& s, const std::string& policy) {
   CacheMap m;
   if (s.recent_steps.empty()) return m;
   m.positions = s.recent_steps.back().position + 1;
@@ -242,7 +242,9 @@ CacheMap cache_map(const Snapshot& s) {
   const int R = static_cast<int>(m.banks.size()), N = m.positions;
   m.state.assign(static_cast<std::size_t>(R) * N, CacheMap::none);
   m.mass.assign(static_cast<std::size_t>(R) * N, 0.0f);
+  m.score.assign(static_cast<std::size_t>(R) * N, -1.0f);
   m.exact = R > 0;
+  const bool h2o = policy.rfind("h2o", 0) == 0;
   for (int r = 0; r < R; ++r) {
     const int bank = m.banks[r];
     unsigned char* row = m.state.data() + static_cast<std::size_t>(r) * N;
@@ -280,13 +282,31 @@ CacheMap cache_map(const Snapshot& s) {
       const std::int64_t held = it == s.banks.end() ? N : it->second.tokens_held;
       for (int p = std::max<std::int64_t>(0, N - held); p < N; ++p) row[p] = CacheMap::kept;
     }
-    // A kept position older than an evicted one is a sink (or a heavy hitter under H2O).
+    // A kept position older than an evicted one is a heavy hitter under H2O, else a sink.
     int last_evicted = -1;
     for (int p = 0; p < N; ++p) {
       if (row[p] == CacheMap::evicted) last_evicted = p;
     }
     for (int p = 0; p < last_evicted; ++p) {
-      if (row[p] == CacheMap::kept) row[p] = CacheMap::sink;
+      if (row[p] == CacheMap::kept) row[p] = h2o ? CacheMap::heavy : CacheMap::sink;
+    }
+    // H2O's scores of this bank's cells: the mean over its KV heads' latest events.
+    float* score = m.score.data() + static_cast<std::size_t>(r) * N;
+    std::vector<int> heads_seen(static_cast<std::size_t>(N), 0);
+    for (const auto& [key, e] : s.h2o) {
+      if (key.first != bank) continue;
+      for (std::size_t j = 0; j < e.positions.size() && j < e.scores.size(); ++j) {
+        const int p = e.positions[j];
+        if (p < 0 || p >= N) continue;
+        score[p] = (score[p] < 0 ? 0.0f : score[p]) + static_cast<float>(e.scores[j]);
+        ++heads_seen[static_cast<std::size_t>(p)];
+      }
+    }
+    for (int p = 0; p < N; ++p) {
+      if (heads_seen[static_cast<std::size_t>(p)] > 0) {
+        score[p] /= static_cast<float>(heads_seen[static_cast<std::size_t>(p)]);
+        m.scored = true;
+      }
     }
     for (int p = 0; p < N; ++p) m.max_mass = std::max(m.max_mass, mass[p]);
   }

@@ -116,26 +116,32 @@ SqueezeBars squeeze_bars(const Snapshot& s, const PlanDiagram& d);
 // position of the sequence. Exact from the latest recorded attention of a layer reading the bank
 // (the positions of the cells it read, any KV head; a policy trims the bank after the step, which
 // the kv_step's `evicted` counts); without recorded attention, by recency from tokens_held.
+// A kept position older than a dropped one is there for a reason the policy names: a sink under
+// streaming (and any other policy), a heavy hitter under h2o, whose accumulated scores (the mean
+// over the bank's KV heads, from the h2o_scores events) come with it.
 struct CacheMap {
   enum State : unsigned char {
     none = 0,
     kept = 1,
     evicted = 2,
-    sink = 3
-  };                                 // sink: kept, though
-                                     // a later one is gone
+    sink = 3,   // kept, though a later position is gone (streaming's first tokens)
+    heavy = 4,  // kept, though a later position is gone, for its H2O score
+  };
   int positions = 0;                 // columns: the sequence so far
   std::vector<int> banks;            // rows: the KV layers, ascending
   std::vector<unsigned char> state;  // (rows, positions)
   std::vector<float> mass;           // (rows, positions): mean attention weight on the cell over
                                      // the heads and query rows of that read (0 when not known)
   float max_mass = 0;
-  bool exact = false;  // every row came from recorded attention
+  bool exact = false;        // every row came from recorded attention
+  std::vector<float> score;  // (rows, positions): H2O's accumulated score, -1 unknown
+  bool scored = false;       // some row has H2O scores
   unsigned char at(int row, int pos) const {
     return state[static_cast<std::size_t>(row) * positions + pos];
   }
 };
-CacheMap cache_map(const Snapshot& s);
+// `policy`: the run's policy text ("h2o:4", "streaming", ...), which names the older kept cells.
+CacheMap cache_map(const Snapshot& s, const std::string& policy = "");
 
 // "22.0 KiB"
 std::string human_bytes(double bytes);

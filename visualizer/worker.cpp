@@ -25,7 +25,10 @@ int argmax(const std::vector<double>& logits) {
 
 // The telemetry the panels draw: the cheap kinds and the per-layer cosines (Squeeze's panel);
 // the attention probabilities too while the Attention panel records them (Worker::kinds).
-constexpr EventMask kVizEvents = kDefaultEvents | EventKind::layer_importance;
+// H2O's scores too: the cache map tells heavy hitters from sinks with them (emitted only under
+// an h2o policy).
+constexpr EventMask kVizEvents =
+    kDefaultEvents | EventKind::layer_importance | EventKind::h2o_scores;
 
 }  // namespace
 
@@ -140,6 +143,7 @@ void Worker::execute(const WorkerCommand& c) {
         next_token_ = -1;
         prompt_pieces_.clear();
         generated_pieces_.clear();
+        sequence_.clear();
         if (!last_prompt_.empty()) {
           do_prefill(last_prompt_);
         } else {
@@ -152,6 +156,29 @@ void Worker::execute(const WorkerCommand& c) {
       case WorkerCommand::prefill:
         do_prefill(c.prompt);
         break;
+      case WorkerCommand::score: {
+        if (!session_) fail("model", "(none)", "load a model first");
+        if (c.tokens.size() < 2) fail("score", "(fewer than 2 tokens)", "prefill a prompt first");
+        const auto t0 = Clock::now();
+        RunOptions r = session_->run_options();
+        std::vector<PlanScore> out;
+        for (const std::string& plan : c.plans) {
+          r.plan = plan;
+          session_->configure(r);
+          const PplResult p = session_->ppl(c.tokens, static_cast<int>(c.tokens.size()));
+          out.push_back({plan, p.perplexity(), p.mean_nll(), static_cast<int>(c.tokens.size())});
+        }
+        fresh_telemetry();
+        next_token_ = -1;
+        prompt_pieces_.clear();
+        generated_pieces_.clear();
+        sequence_.clear();
+        scores_ = std::move(out);
+        publish("scored " + std::to_string(c.tokens.size()) + " tokens under " +
+                std::to_string(c.plans.size()) + " plans in " +
+                std::to_string(static_cast<int>(seconds_since(t0) * 1000)) + " ms");
+        break;
+      }
       case WorkerCommand::step: {
         for (int i = 0; i < c.count; ++i) {
           decode_one();
@@ -192,6 +219,7 @@ void Worker::execute(const WorkerCommand& c) {
         next_token_ = -1;
         prompt_pieces_.clear();
         generated_pieces_.clear();
+        sequence_.clear();
         publish("reset: an empty sequence");
         break;
       }
@@ -244,9 +272,11 @@ void Worker::do_load(const SessionOptions& o) {
   last_prompt_.clear();
   prompt_pieces_.clear();
   generated_pieces_.clear();
+  sequence_.clear();
   {
     std::lock_guard<std::mutex> lock(mu_);
     state_.model = o.model;
+    state_.loaded_with = o;
     ++state_.loads;
   }
   publish("loaded " + o.model + " in " +
@@ -280,6 +310,8 @@ void Worker::do_prefill(const std::string& prompt) {
   next_token_ = argmax(logits);
   prompt_pieces_.clear();
   generated_pieces_.clear();
+  sequence_.clear();
+  sequence_ = tokens;
   for (int t : tokens) prompt_pieces_.push_back(session_->token_text(t));
   decode_seconds_ = 0;
   decoded_ = 0;
@@ -302,6 +334,7 @@ void Worker::decode_one() {
   decode_seconds_ += seconds_since(t0);
   ++decoded_;
   generated_pieces_.push_back(session_->token_text(token));
+  sequence_.push_back(token);
   next_token_ = argmax(logits);
 }
 
@@ -324,10 +357,13 @@ void Worker::publish(const std::string& note) {
   }
   s.prompt_pieces = prompt_pieces_;
   s.generated_pieces = generated_pieces_;
+  s.sequence = sequence_;
+  s.scores = scores_;
   s.tokens_per_second = decode_seconds_ > 0 ? decoded_ / decode_seconds_ : 0;
   s.telemetry = telemetry_;
   std::lock_guard<std::mutex> lock(mu_);
   s.model = state_.model;
+  s.loaded_with = state_.loaded_with;
   s.error = state_.error;
   s.note = note.empty() ? state_.note : note;
   s.busy = busy_;

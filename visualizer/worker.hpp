@@ -22,18 +22,42 @@
 namespace kvlab::viz {
 
 struct WorkerCommand {
-  enum Kind { load, configure, prefill, step, run, pause, reset, trace, attention } kind = prefill;
+  enum Kind {
+    load,
+    configure,
+    prefill,
+    step,
+    run,
+    pause,
+    reset,
+    trace,
+    attention,
+    score
+  } kind = prefill;
   SessionOptions options;  // load (options.run too)
   RunOptions run_options;  // configure: the sequence starts over and the last prompt is re-run
   std::string prompt;      // prefill, trace (text, BOS added)
   int count = 1;           // step: tokens to decode; attention: 1 records probabilities, 0 not
+  // score: the perplexity of `tokens` under each plan of `plans` (Session::ppl, one window),
+  // published as WorkerState::scores; the session is left configured for the last plan, with
+  // an empty sequence (a prefill follows).
+  std::vector<int> tokens;
+  std::vector<std::string> plans;
+};
+
+// One plan's perplexity on a sequence (the Compare window's loss).
+struct PlanScore {
+  std::string plan;
+  double perplexity = 0, mean_nll = 0;
+  int tokens = 0;
 };
 
 // What the worker holds, copied for the UI.
 struct WorkerState {
   bool loaded = false;
-  std::string model;   // as asked for
-  std::string format;  // Session::model_format()
+  std::string model;           // as asked for
+  SessionOptions loaded_with;  // the load's options (another worker loads the same weights)
+  std::string format;          // Session::model_format()
   std::string plan_spec, plan_text;
   ModelConfig config;
   PlanDiagram diagram;
@@ -44,6 +68,8 @@ struct WorkerState {
   bool running = false;
   int position = 0, context = 0;
   std::vector<std::string> prompt_pieces, generated_pieces;  // token texts
+  std::vector<int> sequence;                                 // their ids: prompt, then generated
+  std::vector<PlanScore> scores;                             // the latest score command's
   std::int64_t weight_bytes = 0, kv_bytes_held = 0, kv_bytes_allocated = 0;
   double tokens_per_second = 0;  // decode, over the current run
   std::uint64_t finished = 0;    // commands finished (each success or failure)
@@ -91,6 +117,8 @@ class Worker {
   std::string last_prompt_;
   int next_token_ = -1;  // the greedy choice after the last step, fed by the next step
   std::vector<std::string> prompt_pieces_, generated_pieces_;
+  std::vector<int> sequence_;
+  std::vector<PlanScore> scores_;
   double decode_seconds_ = 0;
   int decoded_ = 0;
   bool attention_ = true;  // record attention probabilities (the Attention panel)

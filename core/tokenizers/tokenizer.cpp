@@ -1,6 +1,7 @@
 #include "core/tokenizers/tokenizer.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -105,6 +106,28 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
     return std::make_unique<HfTokenizer>(HfTokenizer::load(file));
   }
   return std::make_unique<Llama2cTokenizer>(Llama2cTokenizer::load(file));
+}
+
+std::string printable_text(std::string_view bytes, bool one_line) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (const char c : bytes) {
+    const unsigned char ch = static_cast<unsigned char>(c);
+    if ((ch == '\n' || ch == '\t') && !one_line) {
+      out += c;
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else if (ch == '\t') {
+      out += "\\t";
+    } else if (ch < 0x20 || ch == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
 }  // namespace kvlab

@@ -49,6 +49,11 @@ class ByteTokenizer final : public Tokenizer {
 // integer, or an id outside the range (the value is the offending item).
 std::vector<int> parse_token_list(std::string_view text, int vocab_size);
 
+// Text made safe to show: control bytes (below 0x20, and 0x7f) as \xNN. Newlines and tabs are
+// kept, or with `one_line` written as \n and \t. Other bytes (UTF-8 included) pass unchanged.
+// One rule for every front end (the CLI's generate and eval, the visualizer's text panels).
+std::string printable_text(std::string_view bytes, bool one_line = false);
+
 // Opens a tokenizer file: a Hugging Face tokenizer.json (HfTokenizer, core/tokenizers/hf.hpp)
 // when the name ends in ".json" (or, unless it ends in ".bin", the content starts with '{'),
 // otherwise a llama2.c tokenizer.bin (Llama2cTokenizer, core/tokenizers/llama2c.hpp). A directory

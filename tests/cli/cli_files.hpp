@@ -38,3 +38,22 @@ inline void write_llama2c_tokenizer(const std::filesystem::path& p, int extra) {
   piece(" ", -1);
   for (int i = 0; i < extra; ++i) piece("#" + std::to_string(i) + "#", -1);
 }
+
+// A training text for the `micro` preset: 120 paragraphs of 8 to 27 words from a 20-word
+// vocabulary, from a fixed generator (no std::*_distribution, so the same bytes everywhere).
+inline void write_micro_corpus(const std::filesystem::path& p) {
+  const char* words[] = {"once",  "upon", "a",     "time",  "there", "was",   "little",
+                         "robot", "who",  "liked", "to",    "read",  "books", "about",
+                         "the",   "sea",  "and",   "stars", "it",    "sailed"};
+  std::uint64_t x = 12345;
+  std::ofstream out(p);
+  for (int para = 0; para < 120; ++para) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    const int n = 8 + static_cast<int>((x >> 33) % 20);
+    for (int i = 0; i < n; ++i) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      out << (i ? " " : "") << words[(x >> 33) % 20];
+    }
+    out << ".\n\n";
+  }
+}

@@ -32,21 +32,7 @@ class TrainCli : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    // Paragraphs of a small vocabulary (a deterministic generator: no std::*_distribution).
-    const char* words[] = {"once",  "upon", "a",     "time",  "there", "was",   "little",
-                           "robot", "who",  "liked", "to",    "read",  "books", "about",
-                           "the",   "sea",  "and",   "stars", "it",    "sailed"};
-    std::uint64_t x = 12345;
-    std::ofstream out(dir_ / "text.txt");
-    for (int p = 0; p < 120; ++p) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      const int n = 8 + static_cast<int>((x >> 33) % 20);
-      for (int i = 0; i < n; ++i) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        out << (i ? " " : "") << words[(x >> 33) % 20];
-      }
-      out << ".\n\n";
-    }
+    write_micro_corpus(dir_ / "text.txt");
   }
   void TearDown() override {
     if (!HasFailure()) fs::remove_all(dir_);

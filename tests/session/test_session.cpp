@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -286,6 +287,48 @@ TEST(SessionOps, PerplexityIsTheMeanNllOfTheWindows) {
   }
   EXPECT_NEAR(r.nll, nll, 1e-9 * nll);
   EXPECT_DOUBLE_EQ(r.perplexity(), std::exp(r.nll / r.predicted));
+}
+
+// Session::bank_kv (the Python module's K/V view): a bank's cells as the engine holds them, the
+// positions per KV head, and a named error for a layer that is not a KV layer.
+TEST(SessionOps, BankKvIsWhatTheEngineHolds) {
+  auto w = random_weights("cla:2");
+  RunOptions run;
+  run.policy = "window:4";
+  Session s = Session::from_weights(w, nullptr, run);
+  ref::EngineOptions eo;
+  eo.policy = ref::PolicySpec::parse("window:4");
+  ref::Engine<float> e(w, eo);
+  const auto toks = some_tokens(9);
+  s.prefill(toks);
+  e.prefill(toks);
+  const int kv_heads = w->config.num_key_value_heads, D = w->config.head_dim;
+  for (int t : s.plan().kv_layers()) {
+    const BankKv b = s.bank_kv(t);
+    const auto held = e.held_kv(e.kv().bank_of_layer(t));
+    EXPECT_EQ(b.kv_layer, t);
+    EXPECT_EQ(b.cells, held.cells);
+    EXPECT_EQ(b.cells, 4);  // the window
+    ASSERT_EQ(b.k.size(), static_cast<std::size_t>(b.cells * kv_heads * D));
+    for (std::size_t i = 0; i < b.k.size(); ++i) {
+      EXPECT_EQ(b.k[i], static_cast<double>(held.k[i]));
+      EXPECT_EQ(b.v[i], static_cast<double>(held.v[i]));
+    }
+    EXPECT_EQ(b.positions, e.kv().head_positions(e.kv().bank_of_layer(t)));
+    std::vector<int> head0(b.positions.begin(), b.positions.begin() + b.cells);
+    std::sort(head0.begin(), head0.end());
+    EXPECT_EQ(head0, (std::vector<int>{5, 6, 7, 8}));  // the last 4 of 9 positions
+  }
+  EXPECT_THROW(
+      {
+        try {
+          s.bank_kv(1);
+        } catch (const Error& err) {
+          EXPECT_NE(std::string(err.what()).find("kv_layer = 1"), std::string::npos) << err.what();
+          throw;
+        }
+      },
+      Error);
 }
 
 // Session::grad computes in float64 under the run plan: an f32 and an f64 session of the same

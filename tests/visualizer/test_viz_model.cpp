@@ -240,6 +240,57 @@ TEST(VizCacheMap, KeptEvictedAndSinksFromTheAttentionsKeyPositions) {
   EXPECT_EQ(cache_map(Snapshot{}).positions, 0);
 }
 
+// The same read under H2O: the old kept cells are heavy hitters and carry the mean of the KV
+// heads' accumulated scores; under streaming they stay sinks and carry none.
+TEST(VizCacheMap, HeavyHittersUnderH2oWithTheirScores) {
+  Snapshot s;
+  s.step = 2;
+  StepSummaryEvent sum;
+  sum.step = 2;
+  sum.position = 5;  // 6 positions
+  s.recent_steps.push_back(sum);
+  KvStepEvent b0;
+  b0.layer = b0.bank = 0;
+  b0.writes = true;
+  s.banks[0] = b0;
+  AttentionEvent a;
+  a.step = 2;
+  a.layer = 0;
+  a.bank = 0;
+  a.heads = 2;
+  a.kv_heads = 2;
+  a.rows = 1;
+  a.cells = 3;
+  a.key_pos = {1, 4, 5, 1, 4, 5};  // position 1 kept, 0, 2, 3 gone
+  a.probs = {0.6f, 0.2f, 0.2f, 0.2f, 0.3f, 0.5f};
+  s.attention[0] = a;
+  H2oScoresEvent h0;
+  h0.step = 2;
+  h0.bank = 0;
+  h0.kv_head = 0;
+  h0.positions = {1, 4, 5};
+  h0.scores = {2.0, 0.5, 0.25};
+  H2oScoresEvent h1 = h0;
+  h1.kv_head = 1;
+  h1.scores = {1.0, 0.5, 0.75};
+  s.h2o[{0, 0}] = h0;
+  s.h2o[{0, 1}] = h1;
+
+  const CacheMap h = cache_map(s, "h2o:2");
+  EXPECT_EQ(h.at(0, 1), CacheMap::heavy);
+  EXPECT_EQ(h.at(0, 0), CacheMap::evicted);
+  EXPECT_EQ(h.at(0, 4), CacheMap::kept);
+  EXPECT_TRUE(h.scored);
+  EXPECT_FLOAT_EQ(h.score[1], 1.5f);  // mean of 2.0 and 1.0
+  EXPECT_FLOAT_EQ(h.score[5], 0.5f);
+  EXPECT_FLOAT_EQ(h.score[0], -1.0f);  // gone: no score
+
+  s.h2o.clear();
+  const CacheMap st = cache_map(s, "streaming:1");
+  EXPECT_EQ(st.at(0, 1), CacheMap::sink);
+  EXPECT_FALSE(st.scored);
+}
+
 TEST(VizModel, HumanBytes) {
   EXPECT_EQ(human_bytes(512), "512 B");
   EXPECT_EQ(human_bytes(1536), "1.5 KiB");

@@ -210,9 +210,19 @@ TEST_F(VizWindow, EveryPanelRendersThroughAScriptedSession) {
 
 // Compare: plan B (cla:2) beside the main run (standard) on the same prompt and tokens.
 TEST_F(VizWindow, CompareRunsASecondPlanBesideTheFirst) {
-  const json rep = viz("--model " + kTiny,
-                       "step 3\nwait\ncompare cla:2\nwait\nscreenshot " + dir_ + "/cmp.png\n");
+  const json rep = viz("--model " + kTiny, "step 3\nwait\ncompare cla:2\nwait\nscreenshot " + dir_ +
+                                               "/cmp.png\nstep 4\nwait\nframes 5\nwait\n");
   if (!skipped_.empty()) GTEST_SKIP() << skipped_;
+  // B followed A's 4 more tokens; both plans were scored on A's text when B started (BOS + the
+  // default prompt + 3 tokens), and they differ.
+  const json& cmp = rep["compare"];
+  EXPECT_EQ(cmp["error"], "") << cmp.dump(1);
+  EXPECT_EQ(cmp["plan"], "cla:2");
+  EXPECT_EQ(cmp["generated"], 7);
+  ASSERT_EQ(cmp["scores"].size(), 2u) << cmp.dump(1);
+  EXPECT_EQ(cmp["scores"][1]["plan"], "cla:2");
+  EXPECT_GT(cmp["scores"][0]["perplexity"].get<double>(), 1.0);
+  EXPECT_NE(cmp["scores"][0]["perplexity"], cmp["scores"][1]["perplexity"]);
   ASSERT_EQ(rep["captures"].size(), 1u);
   const json& cap = rep["captures"][0];
   EXPECT_TRUE(cap["panels"].value("compare", false)) << cap.dump(1);

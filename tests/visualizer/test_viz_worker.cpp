@@ -176,5 +176,54 @@ TEST(VizWorker, RunDecodesUntilPausedAndTheUiNeverWaits) {
   EXPECT_LT(slowest_ms, 250.0);  // copies under short locks, never a model call (loose: shared CI)
 }
 
+// Compare's loss: the score command gives each plan's perplexity on the same tokens, the ones a
+// session of its own computes, and leaves the worker under the last plan with no sequence.
+TEST(VizWorker, ScoreGivesEachPlansPerplexityOnTheSameTokens) {
+  Worker a;
+  load(a, kTiny);
+  prefill(a, "hello there");
+  WorkerCommand step;
+  step.kind = WorkerCommand::step;
+  step.count = 5;
+  a.post(step);
+  settle(a);
+  const WorkerState as = a.state();
+  ASSERT_EQ(as.error, "");
+  ASSERT_EQ(as.sequence.size(), 17u);  // BOS + 11 bytes + 5 generated
+
+  Worker b;
+  load(b, kTiny);
+  WorkerCommand score;
+  score.kind = WorkerCommand::score;
+  score.tokens = as.sequence;
+  score.plans = {"standard", "cla:2"};
+  b.post(score);
+  settle(b);
+  const WorkerState bs = b.state();
+  ASSERT_EQ(bs.error, "");
+  ASSERT_EQ(bs.scores.size(), 2u);
+  EXPECT_EQ(bs.plan_spec, "cla:2");
+  EXPECT_TRUE(bs.sequence.empty());
+  for (const PlanScore& p : bs.scores) {
+    SessionOptions o;
+    o.model = kTiny;
+    o.allow_random = true;  // the same random weights (drawn under the standard plan) ...
+    Session s = Session::load(o);
+    RunOptions r = s.run_options();
+    r.plan = p.plan;  // ... run under the plan, as the worker does
+    s.configure(r);
+    const PplResult want = s.ppl(as.sequence, static_cast<int>(as.sequence.size()));
+    EXPECT_EQ(p.tokens, 17);
+    EXPECT_DOUBLE_EQ(p.perplexity, want.perplexity()) << p.plan;
+    EXPECT_GT(p.perplexity, 1.0);
+  }
+  EXPECT_NE(bs.scores[0].perplexity, bs.scores[1].perplexity);
+
+  score.tokens = {1};  // too short: a named error, the worker stays up
+  b.post(score);
+  settle(b);
+  EXPECT_NE(b.state().error.find("score"), std::string::npos) << b.state().error;
+}
+
 }  // namespace
 }  // namespace kvlab::viz

@@ -377,3 +377,13 @@ TEST(HfTokenizer, RejectsOtherModelTypesAndBadFilesWithNamedErrors) {
 }
 
 }  // namespace
+
+// One rule to show token bytes: control bytes as \xNN, newlines and tabs kept (or escaped on one
+// line), UTF-8 untouched.
+TEST(PrintableText, ControlBytesEscapedNewlinesKeptOrEscaped) {
+  const std::string s = std::string("a\nb\tc") + '\x01' + '\x7f' + "\xc3\xa9";
+  EXPECT_EQ(kvlab::printable_text(s), "a\nb\tc\\x01\\x7f\xc3\xa9");
+  EXPECT_EQ(kvlab::printable_text(s, true), "a\\nb\\tc\\x01\\x7f\xc3\xa9");
+  EXPECT_EQ(kvlab::printable_text(""), "");
+  EXPECT_EQ(kvlab::printable_text(std::string_view("\0", 1)), "\\x00");
+}

@@ -1,0 +1,122 @@
+# kvlab.Session on the shipped models: logits bit for bit equal to the CLI's, generation, eval,
+# squeeze, trace-prefill, telemetry as numpy views, and training a micro model.
+import gc
+
+import numpy as np
+import pytest
+
+import kvlab
+
+PROMPT = "A fool and his money"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    with kvlab.Session("tiny-standard", precision="f64") as s:
+        yield s
+
+
+def test_logits_equal_kvlab_forward_bit_for_bit(tiny, kvlab_cli, tmp_path):
+    ids = tiny.encode(PROMPT)
+    out = tmp_path / "x.npy"
+    kvlab_cli("forward", "--model", "tiny-standard", "--precision", "f64", "--tokens",
+              ",".join(map(str, ids)), "--out", out)
+    cli = np.load(out)
+    py = tiny.prefill(ids, all_logits=True)
+    assert py.dtype == np.float64 and py.shape == cli.shape == (len(ids), tiny.vocab_size)
+    assert np.array_equal(py, cli)  # bit for bit
+    # a numpy int array and the text give the same prompt
+    assert np.array_equal(tiny.prefill(np.array(ids, dtype=np.int32), all_logits=True), cli)
+    assert np.array_equal(tiny.prefill(PROMPT, all_logits=True), cli)
+    last = tiny.prefill(PROMPT)  # the last row alone (one GEMV): equal to rounding
+    assert last.shape == (tiny.vocab_size,) and np.allclose(last, cli[-1], rtol=0, atol=1e-9)
+
+
+def test_generate_matches_the_cli(tiny, kvlab_cli):
+    r = tiny.generate(PROMPT, max_new=12)
+    cli = kvlab_cli("generate", "--model", "tiny-standard", "--precision", "f64", "--prompt",
+                    PROMPT, "--max-new", "12").stdout
+    assert len(r.tokens) <= 12 and r.prompt_tokens == len(tiny.encode(PROMPT))
+    assert r.text and r.text in cli
+    assert "GenerateResult(tokens=" in repr(r)
+
+
+def test_step_and_state(tiny):
+    tiny.prefill(PROMPT)
+    n = tiny.position
+    logits = tiny.step(int(np.argmax(tiny.prefill(PROMPT))))
+    assert logits.shape == (tiny.vocab_size,) and tiny.position == n + 1
+    assert tiny.kv_bytes_held > 0 and tiny.num_banks == tiny.plan.num_kv_layers
+    tiny.reset()
+    assert tiny.position == 0
+
+
+def test_bank_kv_and_attention_views_outlive_the_session():
+    s = kvlab.Session("tiny-cla2-mqa")
+    with s.record("attention", "layer_importance") as rec:
+        s.prefill(PROMPT)
+    T = s.position
+    kv = s.bank_kv(s.plan.kv_layers[-1])
+    c = s.config
+    assert kv.k.shape == (T, c.num_key_value_heads, c.head_dim) and kv.v.shape == kv.k.shape
+    assert (kv.positions == np.arange(T)).all()
+    att = rec.attention
+    assert len(att) == c.num_hidden_layers and not rec.active
+    probs = att[0].probs
+    assert probs.shape == (c.num_attention_heads, T, T) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(-1), 1, atol=1e-5) and not probs.flags.writeable
+    assert np.all(np.triu(probs[0], 1) == 0)  # causal
+    imp = rec.importance[0].cos_sim
+    assert imp.shape == (c.num_hidden_layers,)
+    k_copy, p_copy = kv.k.copy(), probs.copy()
+    k_view = kv.k
+    del s, kv, att, rec
+    gc.collect()
+    assert np.array_equal(k_view, k_copy) and np.array_equal(probs, p_copy)  # owners alive
+
+
+def test_eval_and_squeeze():
+    with kvlab.Session("tiny-standard", policy="h2o", squeeze="0.4,0.1") as s:
+        r = s.eval("passkey", n=2, length=64, show=1)
+        assert r.scored > 0 and 0 <= r.accuracy <= 1 and len(r.shown) == 1
+        assert r.kv_bytes_held < r.kv_bytes_full
+        q = s.squeeze("The best way to predict the future is to invent it, said the man.")
+        assert q.evicting_banks == s.plan.num_kv_layers
+        assert q.layer_importance.shape == (s.config.num_hidden_layers,)
+        assert set(q.cluster.tolist()) <= {1, 2, 3} and q.budget.sum() == q.total_budget
+        s.configure(policy="window:16", squeeze=None)
+        assert s.run_options["policy"] == "window:16" and s.run_options["squeeze"] is None
+        p = s.ppl("The best way to predict the future is to invent it.")
+        assert p.predicted > 0 and p.perplexity > 1
+
+
+def test_trace_prefill_converges():
+    with kvlab.Session("tiny-lckv2") as s:
+        rep = s.trace_prefill("The best way to predict the future", exact=True)
+        assert rep.blocks == s.plan.cyclic_blocks and rep.passes
+        cols = kvlab.columns(rep.passes)
+        assert cols["pass_"][0] == 1 and cols["err_k"][-1] <= cols["err_k"][0]
+        assert 0 <= rep.logits_rel_error < 1e-3
+        assert s.position == 0  # the session's sequence is untouched
+
+
+def test_grad_shapes():
+    with kvlab.Session.random("stories15m", plan="cla:2", precision="f64", context=16) as s:
+        g = s.grad([1, 5, 9, 200, 7], train_passes="7,2")
+        assert g.loss.loss > 0 and g.predictions == 4
+        assert g.grads["model.embed_tokens.weight"].shape == (s.vocab_size, s.config.hidden_size)
+
+
+def test_train_micro(tmp_path):
+    seen = []
+    out = tmp_path / "run"
+    r = kvlab.train(str(out), preset="micro", plan="cla:2", steps=3, val_every=3,
+                    on_progress=seen.append)
+    assert r.steps_done == 3 and r.info.plan == "cla:2" and seen
+    assert [p.kind for p in r.history].count("step") == 3
+    assert (out / "best" / "config.json").exists()
+    with kvlab.Session(str(out / "best")) as s:
+        assert s.plan.text == kvlab.Plan("cla:2", s.config.num_hidden_layers).text
+    with pytest.raises(ZeroDivisionError):
+        kvlab.train(str(tmp_path / "r2"), preset="micro", plan="standard", steps=3,
+                    on_progress=lambda p: 1 / 0)
