@@ -8,6 +8,7 @@
 #include "cli/common.hpp"
 #include "core/error.hpp"
 #include "reference/checkpoint.hpp"
+#include "session/builtin_models.hpp"
 
 namespace kvlab::cli {
 namespace {
@@ -77,14 +78,30 @@ void run_convert(const ConvertOptions& o) {
               w.plan.to_string().c_str(), static_cast<double>(w.bytes()) / sizeof(float) / 1e6);
 }
 
+// convert converts weights: a preset or a config.json is a shape without any.
+void refuse_shape_only(const std::string& model) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool json = fs::is_regular_file(model, ec) && fs::path(model).extension() == ".json";
+  const bool preset = !fs::exists(model, ec) && model.find('/') == std::string::npos;
+  if (json || preset) {
+    fail("--model", model,
+         std::string("is a ") + (json ? "config.json" : "preset") +
+             ": a shape without weights, so there is nothing to convert (kvlab init --model " +
+             model + " -o DIR writes random weights)");
+  }
+}
+
 }  // namespace
 
 void add_convert_command(CLI::App& app) {
   auto o = std::make_shared<ConvertOptions>();
   auto* cmd = app.add_subcommand(
       "convert", "Convert a checkpoint between kvlab, Hugging Face and llama2.c formats");
-  cmd->add_option("--model", o->model,
-                  "Source: a kvlab or Hugging Face directory, or a llama2.c .bin")
+  cmd->add_option(
+         "--model", o->model,
+         "Source: a built-in trained model's name, a kvlab or Hugging Face directory, or a "
+         "llama2.c .bin (a preset or config.json holds no weights: use kvlab init)")
       ->required();
   cmd->add_option("--to", o->to, "Target format: kvlab, hf or llama2c")->required();
   cmd->add_option(
@@ -99,7 +116,11 @@ void add_convert_command(CLI::App& app) {
                   "nearest even; a weight too large for f16 is a named error)");
   cmd->add_flag("--force", o->force,
                 "Replace an existing -o (a file, an empty directory or a checkpoint directory)");
-  cmd->callback([o] { run_convert(*o); });
+  cmd->callback([o] {
+    o->model = resolve_model(o->model);  // a built-in trained model by name
+    refuse_shape_only(o->model);
+    run_convert(*o);
+  });
 }
 
 }  // namespace kvlab::cli

@@ -81,7 +81,7 @@ std::vector<Step> demo_steps() {
       {"SqueezeAttention: which layers matter for this prompt",
        "Importance = 1 - cos(residual before, after each attention layer). k-means puts the\n"
        "layers in 3 clusters; the least important cluster gets the smaller budget f3.",
-       {"squeeze", "--model", "tiny-standard", "--prompt", story, "--f0", "0.5", "--f3", "0.2"}},
+       {"squeeze", "--model", "tiny-standard", "--prompt", story, "--squeeze", "0.5,0.2"}},
       {"Passkey retrieval with the whole cache",
        "A five-digit key hidden in filler text, asked for at the end (96-token contexts).",
        {"eval", "--model", "tiny-standard", "--task", "passkey", "--length", "96", "--n", "20"}},

@@ -9,6 +9,7 @@
 #include "cli/common.hpp"
 #include "cli/eval_options.hpp"
 #include "cli/run_options.hpp"
+#include "core/formats/atomic_file.hpp"
 
 namespace kvlab::cli {
 
@@ -29,6 +30,7 @@ struct EvalArgs {
   RunArgs run;
   EvalSetup setup;
   bool json = false;
+  std::string out;  // --out: the JSON result also goes to this file
 };
 
 // `text` with its middle replaced by "[... N bytes ...]" when longer than 2 * keep bytes (cut at
@@ -56,10 +58,11 @@ std::string ids_text(const std::vector<int>& ids) {
 }
 
 void run_eval_command(const EvalArgs& o) {
+  if (!o.out.empty()) check_output_directory("--out", o.out);
   Session session = load_session(o.run);
   const EvalResult r = session.eval(o.setup);
   const std::string plan = session.plan_spec(), map = session.plan().to_string();
-  if (o.json) {
+  if (o.json || !o.out.empty()) {
     nlohmann::json shown = nlohmann::json::array();
     for (const EvalExample& e : r.shown) {
       shown.push_back({{"prompt", session.decode(e.prompt)},
@@ -70,7 +73,7 @@ void run_eval_command(const EvalArgs& o) {
                        {"produced_text", session.decode(e.produced)},
                        {"correct", e.correct}});
     }
-    std::cout << nlohmann::json{{"task", o.setup.task},
+    const nlohmann::json result{{"task", o.setup.task},
                                 {"plan", plan},
                                 {"map", map},
                                 {"policy", o.run.policy},
@@ -82,11 +85,17 @@ void run_eval_command(const EvalArgs& o) {
                                 {"perplexity", r.perplexity()},
                                 {"kv_bytes_held", r.kv_bytes_held},
                                 {"kv_bytes_full", r.kv_bytes_full},
-                                {"examples", shown}}
-                     // decoded task tokens need not be valid UTF-8 (mqar's random ids)
-                     .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
-              << "\n";
-    return;
+                                {"examples", shown}};
+    // decoded task tokens need not be valid UTF-8 (mqar's random ids)
+    const std::string text =
+        result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (!o.out.empty()) {
+      write_file_atomic(o.out, [&](std::ostream& out) { out << text; });
+    }
+    if (o.json) {
+      std::cout << text;
+      return;
+    }
   }
   std::printf("task %s, %d examples, plan %s (%s), policy %s, budget %s%s\n", o.setup.task.c_str(),
               o.setup.n, plan.c_str(), map.c_str(), o.run.policy.c_str(),
@@ -112,6 +121,7 @@ void run_eval_command(const EvalArgs& o) {
   std::printf("KV held when the questions begin: %s of %s without eviction (%.1f%%)\n",
               human_bytes(r.kv_bytes_held).c_str(), human_bytes(r.kv_bytes_full).c_str(),
               100.0 * r.kv_bytes_held / std::max(1.0, r.kv_bytes_full));
+  if (!o.out.empty()) std::printf("wrote %s\n", o.out.c_str());
 }
 
 }  // namespace
@@ -125,6 +135,7 @@ void add_eval_command(CLI::App& app) {
                   "when long), the expected answer and the model's greedy answer (each token given "
                   "the true ones before it)");
   cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->add_option("--out", o->out, "Also write the result as JSON (as --json prints it) to FILE");
   cmd->callback([o] { run_eval_command(*o); });
 }
 

@@ -14,7 +14,7 @@ struct GenerateArgs {
   RunArgs run;
   GenerateOptions gen;
   std::string telemetry;
-  bool h2o_scores = false;
+  bool h2o_scores = false, kept = false;
 };
 
 void run_generate(const GenerateArgs& o) {
@@ -22,13 +22,18 @@ void run_generate(const GenerateArgs& o) {
   if (o.h2o_scores && o.telemetry.empty()) {
     fail("--h2o-scores", "true", "needs --telemetry FILE to write the scores to");
   }
+  if (o.kept && o.telemetry.empty()) {
+    fail("--kept", "true", "needs --telemetry FILE to write the kept positions to");
+  }
   Session session = load_session(o.run);
   std::unique_ptr<JsonlObserver> tele;
   if (!o.telemetry.empty()) {
     tele = std::make_unique<JsonlObserver>(o.telemetry);
     // --h2o-scores: the costly kind too (scores per held cell, per bank and KV head).
-    session.subscribe(tele.get(),
-                      o.h2o_scores ? kDefaultEvents | EventKind::h2o_scores : kDefaultEvents);
+    EventMask kinds = kDefaultEvents;
+    if (o.h2o_scores) kinds = kinds | EventKind::h2o_scores;
+    if (o.kept) kinds = kinds | EventKind::kept;
+    session.subscribe(tele.get(), kinds);
   }
   const std::vector<int> prompt = session.encode(o.run.prompt);
   std::printf("%s", printable(o.run.prompt).c_str());
@@ -41,11 +46,12 @@ void run_generate(const GenerateArgs& o) {
   });
   std::fprintf(stderr,
                "\n[kvlab] plan %s | prompt %zu tokens in %.3f s | %zu new tokens, %.1f tokens/s | "
-               "KV held %s of %s allocated\n",
+               "KV held %s of %s allocated (%s K/V: the CPU reference holds its precision)\n",
                session.plan().to_string().c_str(), prompt.size(), r.prefill_seconds,
                r.tokens.size(), r.tokens_per_second(),
                human_bytes(static_cast<double>(session.kv_bytes_held())).c_str(),
-               human_bytes(static_cast<double>(session.kv_bytes_allocated())).c_str());
+               human_bytes(static_cast<double>(session.kv_bytes_allocated())).c_str(),
+               precision_name(session.precision()));
   std::printf("\n");
   set_stdout_mid_line(false);
   if (session.h2o_score_bytes() > 0) {
@@ -65,7 +71,7 @@ void add_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a checkpoint under a KV plan");
   add_run_options(cmd, o->run,
-                  kContext | kPolicy | kBudget | kPositions | kSchedule | kTokenByToken);
+                  kContext | kPolicy | kBudget | kPositions | kSchedule | kTokenByToken | kSqueeze);
   cmd->add_option("--prompt", o->run.prompt, "Prompt text")->required();
   cmd->add_option("--max-new", o->gen.max_new, "Tokens to generate")->capture_default_str();
   cmd->add_option("--temperature", o->gen.temperature, "0 = greedy (deterministic)")
@@ -74,6 +80,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", o->gen.seed, "Sampling seed")->capture_default_str();
   cmd->add_option("--telemetry", o->telemetry, "Write telemetry events as JSON lines");
   cmd->add_flag("--h2o-scores", o->h2o_scores, "Write H2O scores per bank and head to --telemetry");
+  cmd->add_flag("--kept", o->kept,
+                "Write the positions each bank and KV head kept (any policy, Squeeze budgets "
+                "too) to --telemetry after the prefill and every step");
   cmd->callback([o] { run_generate(*o); });
 }
 

@@ -8,6 +8,7 @@
 #include "core/formats/config_json.hpp"
 #include "core/tokenizers/tokenizer.hpp"
 #include "reference/checkpoint.hpp"
+#include "session/model_source.hpp"
 
 namespace kvlab::cli {
 namespace {
@@ -38,6 +39,11 @@ void run_init(const InitOptions& o) {
          "the byte tokenizer needs at least 258 (256 bytes + BOS + EOS)");
   }
   const KvPlan plan = KvPlan::parse(o.plan, c.num_hidden_layers);
+  // The float32 weights, and as much again for the file being written.
+  check_fits_in_memory(o.model.empty() ? "--config" : "--model",
+                       o.model.empty() ? o.config : o.model,
+                       8.0 * static_cast<double>(c.parameter_count(plan.num_kv_layers())),
+                       "its random weights and their file");
   const auto w = ref::init_random<float>(c, plan, static_cast<std::uint64_t>(o.seed));
   ref::CheckpointMeta meta;
   meta.plan_spec = o.plan;
@@ -54,7 +60,10 @@ void add_init_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("init",
                                  "Write a checkpoint with random weights (GPT-2's init: N(0, "
                                  "0.02^2), residual projections / sqrt(2L))");
-  cmd->add_option("--model", o->model, "Model preset (e.g. stories15m)");
+  cmd->add_option("--model", o->model,
+                  "The shape to draw: a preset (e.g. stories15m), a built-in model's name, a "
+                  "checkpoint directory or a llama2.c .bin (its config; the memory needed is "
+                  "checked first)");
   cmd->add_option("--config", o->config, "A Hugging Face config.json");
   cmd->add_option("--plan", o->plan, "KV plan (only its KV layers get W_K, W_V)")
       ->capture_default_str();

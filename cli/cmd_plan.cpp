@@ -241,8 +241,10 @@ void add_plan_command(CLI::App& app) {
                   "Plan: standard, cla:K, mlkv:M, lckv:W, {pizza|sandwich|lasagna}-"
                   "{bottom|top|middle}:N, yoco, or a text form like 0_0_2_2 (s = sliding)")
       ->required();
-  cmd->add_option("--model", o->model, "Model preset (e.g. tinyllama-1.1b) or checkpoint dir");
-  cmd->add_option("--config", o->config, "A Hugging Face config.json");
+  cmd->add_option("--model", o->model,
+                  "Model shape: a preset (e.g. tinyllama-1.1b), a built-in trained model, a "
+                  "kvlab or Hugging Face directory, a config.json or a llama2.c .bin");
+  cmd->add_option("--config", o->config, "A Hugging Face config.json (as --model FILE)");
   cmd->add_option("--layers", o->layers, "Number of layers of a synthetic shape");
   cmd->add_option("--kv-heads", o->kv_heads,
                   "KV heads H_kv (default: the model's; 1 with --layers)");

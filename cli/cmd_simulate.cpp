@@ -331,7 +331,8 @@ void add_simulate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "simulate", "Memory fit, decode and prefill time of a plan on a GPU (roofline), vs standard");
   cmd->add_option("--model", o->model,
-                  "Model preset (e.g. llama-2-7b), checkpoint dir or config.json")
+                  "Model shape: a preset (e.g. llama-2-7b), a built-in trained model, a kvlab or "
+                  "Hugging Face directory, a config.json or a llama2.c .bin")
       ->required();
   cmd->add_option("--plan", o->plan,
                   "KV plan: standard, cla:K, mlkv:M, lckv:W, {pizza|sandwich|lasagna}-"

@@ -7,18 +7,26 @@
 
 #include "core/error.hpp"
 #include "core/formats/config_json.hpp"
+#include "reference/checkpoint.hpp"
+#include "session/builtin_models.hpp"
 
 namespace kvlab::cli {
 
 ModelConfig resolve_model_config(const std::string& model) {
   namespace fs = std::filesystem;
+  const std::string path = resolve_model(model);  // a built-in trained model by name
   std::error_code ec;
-  if (fs::is_directory(model, ec)) {
-    const fs::path cfg = fs::path(model) / "config.json";
-    if (!fs::exists(cfg, ec)) fail("--model", model, "directory has no config.json");
-    return load_config(cfg.string());
+  if (fs::is_directory(path, ec)) {
+    if (!fs::exists(fs::path(path) / "config.json", ec)) {
+      fail("--model", model, "directory has no config.json");
+    }
+    return ref::checkpoint_config(path);
   }
-  if (fs::is_regular_file(model, ec)) return load_config(model);
+  if (fs::is_regular_file(path, ec)) {
+    if (fs::path(path).extension() == ".json") return load_config(path);
+    return ref::checkpoint_config(path);  // a llama2.c .bin: its header
+  }
+  if (path.find('/') != std::string::npos) fail("--model", model, "does not exist");
   return find_model_preset(model).config;
 }
 

@@ -10,8 +10,14 @@
 
 namespace kvlab::cli {
 
-// Resolves --model: a built-in preset name, a directory holding config.json, or a config.json
-// file. Throws kvlab::Error listing the presets when nothing matches.
+// The one help text of --model (every command takes the same five forms).
+inline constexpr const char* kModelHelp =
+    "Model: a built-in trained model (kvlab models), a kvlab or Hugging Face directory, a "
+    "llama2.c .bin, or a preset / config.json (random weights)";
+
+// Resolves --model to its shape: a built-in trained model's name, a preset name, a checkpoint
+// directory (kvlab or Hugging Face), a config.json file or a llama2.c .bin (its header). Throws
+// kvlab::Error listing the presets when nothing matches.
 ModelConfig resolve_model_config(const std::string& model);
 
 // An output file's directory must exist (it is not created): throws kvlab::Error naming `flag` and

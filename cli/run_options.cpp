@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "cli/common.hpp"
 #include "core/error.hpp"
 
 namespace kvlab::cli {
@@ -44,6 +45,7 @@ RunOptions RunArgs::run_options() const {
 SessionOptions RunArgs::session_options() const {
   SessionOptions o;
   o.model = model;
+  o.allow_random = true;  // every command takes a preset or a config.json (random weights)
   o.tokenizer = tokenizer;
   o.precision = parse_precision(precision);
   o.run = run_options();
@@ -67,8 +69,7 @@ Prompt RunArgs::prompt_input() const {
 
 void add_run_options(CLI::App* cmd, RunArgs& a, unsigned which) {
   a.registered = which;
-  auto* model = cmd->add_option(
-      "--model", a.model, "Checkpoint: a kvlab or Hugging Face directory, or a llama2.c .bin");
+  auto* model = cmd->add_option("--model", a.model, kModelHelp);
   if (a.model.empty()) {
     model->required();
   } else {
@@ -89,14 +90,19 @@ void add_run_options(CLI::App* cmd, RunArgs& a, unsigned which) {
         ->capture_default_str();
   }
   if (which & kBudget) {
-    cmd->add_option("--budget", a.budget, "Tokens per bank, or a fraction of the prompt");
+    cmd->add_option("--budget", a.budget,
+                    "Tokens each bank keeps: 64 (tokens) or 25% (of the prompt: floor(0.25 · "
+                    "prompt tokens)); needs an evicting policy. 100% is not full: the tokens "
+                    "after the prompt still evict");
   }
   if (which & kPositions) {
     cmd->add_option("--positions", a.positions, "Key positions: absolute or cache")
         ->capture_default_str();
   }
   if (which & kSqueeze) {
-    cmd->add_option("--squeeze", a.squeeze, "SqueezeAttention budgets: f0,f3 (e.g. 0.4,0.1)");
+    cmd->add_option("--squeeze", a.squeeze,
+                    "SqueezeAttention budgets f0,f3 or f0,p=P (fractions of the prompt: 0.4,0.1 "
+                    "or 40%,10%); needs an evicting policy, replaces --budget");
   }
   if (which & kPrompt) {
     cmd->add_option("--prompt", a.prompt, "Prompt text (BOS first)");
@@ -126,7 +132,21 @@ void add_run_options(CLI::App* cmd, RunArgs& a, unsigned which) {
 }
 
 Session load_session(const RunArgs& args) {
-  return Session::load(args.session_options());
+  return load_session(args.session_options());
+}
+
+Session load_session(const SessionOptions& options) {
+  Session s = Session::load(options);
+  note_random_weights(s, options.model);
+  return s;
+}
+
+void note_random_weights(const Session& s, const std::string& model) {
+  if (s.model_format() != "random") return;
+  std::fprintf(stderr,
+               "kvlab: note: --model %s names a shape, not trained weights: running random "
+               "weights (seed 1; kvlab models lists the trained ones)\n",
+               model.c_str());
 }
 
 std::string printable(const std::string& bytes) {

@@ -112,6 +112,14 @@ void JsonlObserver::on_h2o_scores(const H2oScoresEvent& e) {
   out_ << j.dump() << '\n';
 }
 
+void JsonlObserver::on_kept(const KeptEvent& e) {
+  const nlohmann::json j = {{"event", "kept"},         {"step", e.step},     {"bank", e.bank},
+                            {"kv_head", e.kv_head},    {"policy", e.policy}, {"budget", e.budget},
+                            {"positions", e.positions}};
+  std::lock_guard<std::mutex> lock(mu_);
+  out_ << j.dump() << '\n';
+}
+
 void JsonlObserver::on_layer_importance(const LayerImportanceEvent& e) {
   std::vector<double> importance(e.cos_sim.size());
   for (std::size_t l = 0; l < e.cos_sim.size(); ++l) importance[l] = 1.0 - e.cos_sim[l];

@@ -78,6 +78,18 @@ struct H2oScoresEvent {
   std::vector<double> counts;  // query rows that could see each cell (norm=count divides by it)
 };
 
+// Which positions a bank kept, on subscription (EventKind::kept): after the prefill and after each
+// decode step, one event per bank and KV head, for every policy (full keeps every position;
+// window, streaming, h2o and SqueezeAttention budgets show what they chose).
+struct KeptEvent {
+  int step = 0;
+  int bank = 0;  // the KV layer
+  int kv_head = 0;
+  std::string policy;  // the bank's policy ("h2o", "window:16", "sliding" for a sliding layer)
+  int budget = 0;      // tokens; 0: none (full)
+  std::vector<int> positions;  // held, in cache order
+};
+
 // Per prompt, once the prefill ends: s_l (techniques.md §6 step 1) for every layer. Measured only
 // when someone subscribes to it (or SqueezeAttention needs it).
 struct LayerImportanceEvent {
@@ -124,6 +136,7 @@ enum class EventKind : unsigned {
   layer_importance = 1u << 5,
   attention = 1u << 6,
   tensors = 1u << 7,  // every intermediate tensor (kvlab dump); not part of kAllEvents
+  kept = 1u << 8,
 };
 using EventMask = unsigned;
 constexpr EventMask mask(EventKind k) {
@@ -137,8 +150,9 @@ constexpr EventMask operator|(EventMask a, EventKind b) {
 }
 constexpr EventMask kDefaultEvents =
     EventKind::kv_step | EventKind::step_summary | EventKind::prefill_pass | EventKind::squeeze;
-constexpr EventMask kAllEvents =
-    kDefaultEvents | EventKind::h2o_scores | EventKind::layer_importance | EventKind::attention;
+constexpr EventMask kAllEvents = kDefaultEvents | EventKind::h2o_scores |
+                                 EventKind::layer_importance | EventKind::attention |
+                                 EventKind::kept;
 
 class Observer {
  public:
@@ -151,6 +165,7 @@ class Observer {
   virtual void on_layer_importance(const LayerImportanceEvent&) {}
   virtual void on_attention(const AttentionEvent&) {}
   virtual void on_tensor(const TensorEvent&) {}
+  virtual void on_kept(const KeptEvent&) {}
 };
 
 // Fans events out to the observers subscribed to their kind; engines hold one of these and ask
@@ -207,6 +222,7 @@ class JsonlObserver : public Observer {
   void on_h2o_scores(const H2oScoresEvent& e) override;
   void on_layer_importance(const LayerImportanceEvent& e) override;
   void on_attention(const AttentionEvent& e) override;
+  void on_kept(const KeptEvent& e) override;
   // Flushes and moves the file into place (written to a temporary file until then).
   void close();
 
@@ -227,6 +243,8 @@ class RecordingObserver : public Observer {
   void on_h2o_scores(const H2oScoresEvent& e) override { h2o_scores.push_back(e); }
   void on_layer_importance(const LayerImportanceEvent& e) override { importance.push_back(e); }
   void on_attention(const AttentionEvent& e) override { attention.push_back(e); }
+  void on_kept(const KeptEvent& e) override { kept.push_back(e); }
+  std::vector<KeptEvent> kept;
   std::vector<H2oScoresEvent> h2o_scores;
   std::vector<LayerImportanceEvent> importance;
   std::vector<AttentionEvent> attention;

@@ -138,7 +138,7 @@ RunOptions apply_run(RunOptions r, const py::dict& kw) {
       } else if (py::isinstance<py::str>(v)) {
         dst = v.cast<std::string>();
       } else if (py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)) {
-        dst = std::string(py::str(v));  // budget=128, budget=0.25
+        dst = std::string(py::str(v));  // budget=128 (tokens); a fraction is "25%"
       } else {
         fail(k, std::string(py::repr(v)), "must be a string");
       }
@@ -382,7 +382,8 @@ void bind_session(py::module_& m) {
       "Face checkpoint directory or a llama2.c .bin; with random=True a preset ('stories15m') "
       "or a config.json: random weights (tests only).\n"
       "  run options (the CLI's flags; also Session.configure): plan, policy ('full', "
-      "'window:W', 'streaming:S', 'h2o:R'), budget (tokens or a fraction), positions "
+      "'window:W', 'streaming:S', 'h2o:R'), budget (tokens: 128, or a percentage of the prompt: "
+      "'25%'), positions "
       "('absolute'|'cache'), squeeze ('0.4,0.1'), passes, converge, max_passes, "
       "token_by_token, threads, context, force_nodiag.\n\n"
       "A prompt is a str (encoded, BOS first) or a list / 1-D integer array of token ids. "

@@ -557,6 +557,32 @@ CheckpointFormat detect_checkpoint_format(const std::string& path) {
   return j.is_object() && j.contains("kvlab") ? CheckpointFormat::kvlab : CheckpointFormat::hf;
 }
 
+ModelConfig checkpoint_config(const std::string& path) {
+  if (detect_checkpoint_format(path) != CheckpointFormat::llama2c) {
+    return load_config((fs::path(path) / "config.json").string());
+  }
+  const MappedFile f(path);
+  if (f.size() < kLlama2cHeader) {
+    fail(path, std::to_string(f.size()) + " bytes",
+         "is truncated: a llama2.c .bin starts with a 28-byte header");
+  }
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".safetensors" || f.data()[0] == '{') {
+    fail("--model", path,
+         "is a file of a checkpoint directory, not a llama2.c .bin: give the directory");
+  }
+  std::int32_t h[7];
+  std::memcpy(h, f.data(), sizeof h);
+  bool shared = true;
+  const ModelConfig c = llama2c_config(h, path, &shared);
+  const std::uint64_t expected = kLlama2cHeader + 4 * llama2c_floats(c);
+  if (f.size() < expected) {
+    fail(path, std::to_string(f.size()) + " bytes",
+         "is truncated: its header needs " + std::to_string(expected) + " bytes");
+  }
+  return c;
+}
+
 template <typename S>
 ModelWeights<S> load_checkpoint(const std::string& path, CheckpointMeta* meta) {
   std::error_code ec;

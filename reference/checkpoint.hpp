@@ -44,6 +44,12 @@ CheckpointFormat detect_checkpoint_format(const std::string& path);
 template <typename S>
 ModelWeights<S> load_checkpoint(const std::string& path, CheckpointMeta* meta = nullptr);
 
+// The config of a checkpoint of any of the three formats without reading its weights: a
+// directory's config.json, or a llama2.c .bin's 28-byte header (checked as load_checkpoint
+// checks it, and the file's size against it). For commands that need only the shape (plan,
+// simulate, init's memory estimate).
+ModelConfig checkpoint_config(const std::string& path);
+
 // Writes model.safetensors (F32, or `store`: F16 or BF16, rounded to nearest even) then
 // config.json, each atomically; creates `dir` if needed. On failure (e.g. a weight too large for
 // F16) nothing partial is left behind.

@@ -76,7 +76,10 @@ void CpuBackend<S>::row_cosines(double* out, const S* a, const S* b, int T, int 
       a2 += x * x;
       b2 += y * y;
     }
-    out[t] = dot / std::sqrt(a2 * b2);
+    // As torch.nn.functional.cosine_similarity: each norm clamped to at least eps = 1e-8, so a
+    // zero row (a zeroed embedding) gives cosine 0, not 0/0.
+    constexpr double eps = 1e-8;
+    out[t] = dot / (std::max(std::sqrt(a2), eps) * std::max(std::sqrt(b2), eps));
   }
 }
 

@@ -81,17 +81,21 @@ void Engine<S>::validate_policy_budget() {
     fail("--policy", policy_.to_string(),
          "SqueezeAttention sets each bank's budget; use window without :W together with it");
   }
+  if (policy_.kind == SequencePolicy::full && !budget_.unset()) {
+    fail("--budget", budget_.to_string(),
+         "policy full keeps every token, so a budget would be ignored: choose an evicting "
+         "policy (window, streaming, h2o) or drop --budget");
+  }
   if (policy_.kind != SequencePolicy::full && budget_.unset() && !squeeze_spec_.enabled &&
       !(policy_.kind == SequencePolicy::window && policy_.window > 0)) {
     fail("--budget", "(none)",
          policy_.to_string() +
-             " evicts down to a budget: give --budget (tokens, or a fraction of the prompt) or "
-             "SqueezeAttention budgets");
+             " evicts down to a budget: give --budget (tokens, or a percentage of the prompt: 25%) "
+             "or SqueezeAttention budgets (--squeeze)");
   }
   if (policy_.kind == SequencePolicy::window && policy_.window > 0) {
     if (!budget_.unset() && budget_.tokens != policy_.window) {
-      fail("--budget",
-           budget_.tokens ? std::to_string(budget_.tokens) : std::to_string(budget_.fraction),
+      fail("--budget", budget_.to_string(),
            "window:" + std::to_string(policy_.window) + " already sets the budget");
     }
     budget_.tokens = policy_.window;
@@ -619,6 +623,19 @@ void Engine<S>::emit_step(const char* phase, int tokens_in_step) {
     if (!bank.evicts() || bank.policy.kind != SequencePolicy::h2o) continue;
     ref::emit_h2o_scores(observers_, step_, bank.kv_layer, bank.held(), kv_.kv_heads(),
                          bank.pos.data(), bank.score.data(), bank.count.data());
+  }
+  for (int b = 0; b < kv_.num_banks() && observers_.wants(EventKind::kept); ++b) {
+    const BankMeta& bank = kv_.bank(b);
+    for (int g = 0; g < kv_.kv_heads(); ++g) {
+      KeptEvent k;
+      k.step = step_;
+      k.bank = bank.kv_layer;
+      k.kv_head = g;
+      k.policy = bank.sliding ? "sliding" : bank.policy.to_string();
+      k.budget = bank.evicts() ? bank.budget : 0;
+      k.positions = kv_.positions(b, g);
+      observers_.emit(EventKind::kept, k, &Observer::on_kept);
+    }
   }
   StepSummaryEvent s;
   s.step = step_;

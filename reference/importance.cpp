@@ -1,6 +1,8 @@
 #include "reference/importance.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 namespace kvlab::ref {
 
@@ -24,8 +26,15 @@ std::vector<double> bank_importance(const KvPlan& plan, const std::vector<int>& 
   std::vector<double> out;
   for (int t : kv_layers) {
     const auto readers = plan.readers(t);
-    double v = mean ? 0.0 : 1e300;
-    for (int r : readers) v = mean ? v + layer_s[r] : std::min(v, layer_s[r]);
+    double v = mean ? 0.0 : std::numeric_limits<double>::infinity();
+    for (int r : readers) {
+      const double x = layer_s[r];
+      if (std::isnan(x)) {  // std::min would drop it; squeeze_budgets names it instead
+        v = x;
+        break;
+      }
+      v = mean ? v + x : std::min(v, x);
+    }
     out.push_back(mean ? v / readers.size() : v);
   }
   return out;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <numeric>
 
@@ -73,17 +74,41 @@ std::string PolicySpec::to_string() const {
 }
 
 BudgetSpec BudgetSpec::parse(const std::string& text) {
+  // One syntax in every command: an integer is tokens, P% a percentage of the prompt. A bare
+  // decimal is refused: "1" (one token) and "1.0" (the whole prompt) must not look alike.
   BudgetSpec b;
-  char* end = nullptr;
-  if (text.find('.') != std::string::npos) {
-    b.fraction = std::strtod(text.c_str(), &end);
-    if (text.empty() || *end != '\0' || !(b.fraction > 0) || b.fraction > 1) {
-      fail("--budget", text, "a fraction of the prompt must be in (0, 1]; tokens are an integer");
+  if (!text.empty() && text.back() == '%') {
+    const std::string number = text.substr(0, text.size() - 1);
+    char* end = nullptr;
+    const double percent = std::strtod(number.c_str(), &end);
+    if (number.empty() || *end != '\0' || !(percent > 0) || percent > 100) {
+      fail("--budget", text, "a percentage of the prompt must be in (0%, 100%], e.g. 25%");
     }
-  } else {
-    b.tokens = parse_int("--budget", text, 1);
+    b.fraction = percent / 100.0;
+    return b;
   }
+  if (text.find_first_of(".eE") != std::string::npos) {
+    char* end = nullptr;
+    const double x = std::strtod(text.c_str(), &end);
+    std::string hint =
+        "write tokens as an integer (--budget 64) or a share of the prompt as a "
+        "percentage (--budget 25%)";
+    if (*end == '\0' && x > 0 && x <= 1) {
+      char pct[32];
+      std::snprintf(pct, sizeof pct, "%g%%", x * 100);
+      hint += "; for this fraction write " + std::string(pct);
+    }
+    fail("--budget", text, hint);
+  }
+  b.tokens = parse_int("--budget", text, 1);
   return b;
+}
+
+std::string BudgetSpec::to_string() const {
+  if (tokens > 0) return std::to_string(tokens);
+  char pct[32];
+  std::snprintf(pct, sizeof pct, "%g%%", fraction * 100);
+  return pct;
 }
 
 int fraction_tokens(double fraction, int prompt_tokens) {
@@ -95,7 +120,7 @@ int BudgetSpec::resolve(int prompt_tokens) const {
   if (tokens > 0) return tokens;
   const int b = fraction_tokens(fraction, prompt_tokens);
   if (b < 1) {
-    fail("--budget", std::to_string(fraction),
+    fail("--budget", to_string(),
          "floor(f * N) = 0 tokens for a prompt of " + std::to_string(prompt_tokens) +
              " tokens; use a larger fraction");
   }

@@ -43,8 +43,10 @@ struct BudgetSpec {
   double fraction = 0;  // in (0, 1]: a fraction of the prompt
   bool unset() const { return tokens == 0 && fraction == 0; }
   int resolve(int prompt_tokens) const;  // throws kvlab::Error when it is below 1
-  // "128" (tokens) or "0.25" (fraction); throws kvlab::Error naming --budget.
+  // "128" (tokens) or "25%" (a percentage of the prompt); a bare decimal ("0.25", "1.0") is
+  // refused with a hint. Throws kvlab::Error naming --budget.
   static BudgetSpec parse(const std::string& text);
+  std::string to_string() const;  // "128" or "25%"
 };
 
 // Where a bank's budget comes from: the user (--budget, or window:W), or SqueezeAttention's

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 
@@ -11,11 +12,16 @@
 namespace kvlab::ref {
 
 void SqueezeSpec::validate() const {
-  if (!(f0 > 0) || f0 > 1) fail("--f0", std::to_string(f0), "must be a fraction in (0, 1]");
+  if (!(f0 > 0) || f0 > 1) fail(field("f0"), std::to_string(f0), "must be a fraction in (0, 1]");
   if (p >= 0) {
-    if (!(p > 0) || p > 1) fail("--p", std::to_string(p), "must be in (0, 1] (f3 = p · f0)");
+    if (!(p > 0) || p > 1) fail(field("p"), std::to_string(p), "must be in (0, 1] (f3 = p · f0)");
   } else if (!(f3 > 0) || f3 > 1) {
-    fail("--f3", std::to_string(f3), "must be a fraction in (0, 1] (or give --p)");
+    fail(field("f3"), std::to_string(f3), "must be a fraction in (0, 1] (or give p)");
+  } else if (f3 > f0) {
+    fail(field("f3"), std::to_string(f3),
+         "must be at most f0 = " + std::to_string(f0) +
+             ": the least important cluster gets the reduced fraction (f3 = f0 is the uniform "
+             "run)");
   }
 }
 
@@ -139,6 +145,15 @@ std::vector<int> apportion_budgets(const std::vector<double>& shares, long total
 SqueezeResult squeeze_budgets(const std::vector<double>& bank_importance, const SqueezeSpec& spec,
                               int prompt_tokens) {
   spec.validate();
+  for (std::size_t b = 0; b < bank_importance.size(); ++b) {
+    if (!std::isfinite(bank_importance[b])) {
+      char value[64];
+      std::snprintf(value, sizeof value, "%g", bank_importance[b]);
+      fail("squeeze: bank " + std::to_string(b) + " cos_sim", value,
+           "is not finite: the model's hidden states hold NaN or Inf on this prompt (check the "
+           "weights with kvlab forward), so no layer importance can be measured");
+    }
+  }
   SqueezeResult r;
   r.bank_importance = bank_importance;
   r.prompt_tokens = prompt_tokens;
@@ -148,13 +163,14 @@ SqueezeResult squeeze_budgets(const std::vector<double>& bank_importance, const 
   const double f3 = spec.reduced();
   r.a = c3 == n ? spec.f0 : (n * spec.f0 - c3 * f3) / (n - c3);
   if (r.a > 1 + 1e-12 || r.a < 0) {
-    fail("--f0/--f3", std::to_string(spec.f0) + "/" + std::to_string(f3),
+    fail(spec.flag.empty() ? "--f0/--f3" : spec.flag,
+         std::to_string(spec.f0) + "/" + std::to_string(f3),
          "give clusters 1 and 2 a fraction a = (n·f0 − |C3|·f3)/(|C1|+|C2|) = " +
              std::to_string(r.a) + ", outside [0, 1]; lower f0 or raise f3");
   }
   r.a = std::min(r.a, 1.0);
   if (fraction_tokens(spec.f0, prompt_tokens) < 1) {
-    fail("--f0", std::to_string(spec.f0),
+    fail(spec.field("f0"), std::to_string(spec.f0),
          "floor(f0 · N) = 0 tokens for a prompt of " + std::to_string(prompt_tokens) +
              " tokens: the uniform run would keep nothing; use a larger fraction");
   }

@@ -14,9 +14,16 @@ struct SqueezeSpec {
   double f3 = -1;  // the reduced fraction of cluster 3 (or, with p >= 0, f3 = p · f0)
   double p = -1;
   bool bank_mean = false;  // a shared bank's importance: mean of its readers (default: minimum)
+  // The flag the user typed, for errors: "--squeeze" (f0,f3 or f0,p=P in one value), or "" for
+  // kvlab squeeze's aliases --f0, --f3, --p.
+  std::string flag;
 
   double reduced() const { return p >= 0 ? p * f0 : f3; }
-  void validate() const;  // throws kvlab::Error naming --f0, --f3, --p
+  // The field an error names: "--squeeze f3" or "--f3".
+  std::string field(const std::string& name) const {
+    return flag.empty() ? "--" + name : flag + " " + name;
+  }
+  void validate() const;  // throws kvlab::Error naming field("f0"), field("f3"), field("p")
 };
 
 // Optimal k-means of 1-D values into min(3, distinct) clusters (exact: the optimal partition of

@@ -1,5 +1,6 @@
 #include "session/model_source.hpp"
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -21,6 +22,13 @@ std::unique_ptr<ModelConfig> random_config(const std::string& model) {
   if (fs::is_directory(model, ec)) return nullptr;
   if (fs::is_regular_file(model, ec)) {
     if (fs::path(model).extension() != ".json") return nullptr;  // a llama2.c .bin
+    // The config.json of a checkpoint directory: the user means its weights, and random ones
+    // would be a silent surprise; the checkpoint loader asks for the directory.
+    const fs::path dir = fs::path(model).parent_path();
+    if (fs::exists(dir / "model.safetensors", ec) ||
+        fs::exists(dir / "model.safetensors.index.json", ec)) {
+      return nullptr;
+    }
     return std::make_unique<ModelConfig>(load_config(model));
   }
   // No such file: a preset, unless it reads as a path (then the checkpoint loader names it).
@@ -75,6 +83,10 @@ LoadedModel<S> load_model(const SessionOptions& options) {
     c.max_position_embeddings = std::max(c.max_position_embeddings, o.min_positions);
     m.plan_spec = o.run.plan.empty() ? "standard" : o.run.plan;
     const KvPlan plan = KvPlan::parse(m.plan_spec, c.num_hidden_layers);
+    // float32 weights, plus their float64 copy in an f64 session.
+    const double params = static_cast<double>(c.parameter_count(plan.num_kv_layers()));
+    check_fits_in_memory("--model", o.model, params * (std::is_same_v<S, float> ? 4 : 12),
+                         "its random weights");
     auto w = ref::init_random<float>(c, plan, o.seed);
     if constexpr (std::is_same_v<S, float>) {
       m.weights = std::make_shared<const ref::ModelWeights<float>>(std::move(w));
@@ -111,6 +123,29 @@ std::shared_ptr<const Tokenizer> checked_tokenizer(std::shared_ptr<const Tokeniz
   if (!given) return std::make_shared<NoTokenizer>("none was given", vocab_size);
   check_vocab(*given, vocab_size, "tokenizer", "");
   return given;
+}
+
+std::int64_t mem_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  for (std::string key; in >> key;) {
+    long long kib = 0;
+    if (key == "MemAvailable:" && in >> kib) return static_cast<std::int64_t>(kib) * 1024;
+    in.ignore(1 << 20, '\n');
+  }
+  return -1;
+}
+
+void check_fits_in_memory(const std::string& field, const std::string& value, double bytes,
+                          const std::string& what) {
+  const std::int64_t available = mem_available_bytes();
+  if (available < 0 || bytes <= static_cast<double>(available)) return;
+  char text[256];
+  std::snprintf(text, sizeof text,
+                "%s need %.1f GiB (%.0f bytes), more than this machine's available memory: "
+                "%.1f GiB (MemAvailable in /proc/meminfo); choose a smaller model",
+                what.c_str(), bytes / 1073741824.0, bytes,
+                static_cast<double>(available) / 1073741824.0);
+  fail(field, value, text);
 }
 
 std::string read_text_file(const std::string& path, const std::string& field) {

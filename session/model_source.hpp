@@ -63,6 +63,14 @@ LoadedModel<S> load_model(const SessionOptions& options);
 std::shared_ptr<const Tokenizer> checked_tokenizer(std::shared_ptr<const Tokenizer> given,
                                                    int vocab_size);
 
+// /proc/meminfo's MemAvailable in bytes; -1 when it cannot be read.
+std::int64_t mem_available_bytes();
+
+// Refuses to allocate: throws kvlab::Error naming `field` = `value` when `bytes` (what `what`
+// needs) exceed MemAvailable, with both figures. Does nothing when MemAvailable is unknown.
+void check_fits_in_memory(const std::string& field, const std::string& value, double bytes,
+                          const std::string& what);
+
 // The bytes of a text file; throws kvlab::Error naming `field` when it cannot be read.
 std::string read_text_file(const std::string& path, const std::string& field = "--text-file");
 

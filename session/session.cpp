@@ -40,11 +40,14 @@ ref::EngineOptions engine_options(const RunOptions& r, const ModelConfig& c) {
   eo.squeeze = r.squeeze;
   if (eo.squeeze.enabled) {
     if ((eo.squeeze.f3 >= 0) == (eo.squeeze.p >= 0)) {
-      fail("--f3/--p", eo.squeeze.f3 >= 0 ? "(both)" : "(none)",
-           "give exactly one of --f3 and --p");
+      fail(eo.squeeze.flag.empty() ? "--f3/--p" : eo.squeeze.flag,
+           eo.squeeze.f3 >= 0 ? "(both)" : "(none)",
+           eo.squeeze.flag.empty() ? "give exactly one of --f3 and --p"
+                                   : "give f0,f3 or f0,p=P (f3 = p · f0)");
     }
     if (!eo.budget.unset()) {
-      fail("--budget", r.budget, "--squeeze sets the budgets (f0 is the uniform fraction)");
+      fail("--budget", r.budget,
+           "--squeeze sets the budgets (f0 is the uniform fraction): drop --budget");
     }
   }
   if (!r.plan.empty()) eo.plan = KvPlan::parse(r.plan, c.num_hidden_layers);
@@ -72,19 +75,32 @@ const char* precision_name(Precision p) {
 ref::SqueezeSpec parse_squeeze(const std::string& text) {
   ref::SqueezeSpec s;
   if (text.empty()) return s;
+  s.flag = "--squeeze";
+  const char* form = "give f0,f3 or f0,p=P (fractions of the prompt: 0.4,0.1 or 40%,10%)";
   const auto comma = text.find(',');
-  if (comma == std::string::npos) {
-    fail("--squeeze", text, "give f0,f3 (fractions of the prompt), e.g. 0.4,0.1");
+  if (comma == std::string::npos || text.find(',', comma + 1) != std::string::npos) {
+    fail("--squeeze", text, form);
   }
-  // Each part is parsed while it lives (strtod's end pointer points into it).
-  auto number = [&](const std::string& part) {
+  // A fraction "0.4" or a percentage "40%". Each part is parsed while it lives (strtod's end
+  // pointer points into it).
+  auto number = [&](std::string part) {
+    double scale = 1;
+    if (!part.empty() && part.back() == '%') {
+      part.pop_back();
+      scale = 0.01;
+    }
     char* end = nullptr;
     const double x = std::strtod(part.c_str(), &end);
-    if (*end != '\0') fail("--squeeze", text, "give f0,f3 (fractions of the prompt), e.g. 0.4,0.1");
-    return x;
+    if (part.empty() || *end != '\0') fail("--squeeze", text, form);
+    return x * scale;
   };
   s.f0 = number(text.substr(0, comma));
-  s.f3 = number(text.substr(comma + 1));
+  const std::string second = text.substr(comma + 1);
+  if (second.rfind("p=", 0) == 0) {
+    s.p = number(second.substr(2));
+  } else {
+    s.f3 = number(second);
+  }
   s.enabled = true;
   s.validate();
   return s;

@@ -40,8 +40,9 @@ enum class Precision { f32, f64 };
 Precision parse_precision(const std::string& text);
 const char* precision_name(Precision p);
 
-// SqueezeAttention from its text form "f0,f3" (fractions of the prompt, e.g. "0.4,0.1"); empty:
-// off. Throws kvlab::Error naming --squeeze, or the spec's own fields.
+// SqueezeAttention from its text form "f0,f3" or "f0,p=P" (f3 = p · f0), each a fraction of the
+// prompt or a percentage ("0.4,0.1", "40%,10%", "0.4,p=0.25"); empty: off. Throws kvlab::Error
+// naming --squeeze (and the part: "--squeeze f3").
 ref::SqueezeSpec parse_squeeze(const std::string& text);
 
 // How a session runs its model. Session::load and Session::configure validate every field.
@@ -49,7 +50,7 @@ struct RunOptions {
   std::string plan;                    // a plan spec ("cla:2", "0_0_2_2"); empty: the model's own
   std::string policy = "full";         // full | window[:W] | streaming[:S] | h2o[:R][,norm=count]
   std::string positions = "absolute";  // key positions: absolute | cache
-  std::string budget;                  // tokens ("128") or a fraction of the prompt ("0.25")
+  std::string budget;                  // tokens ("128") or a percentage of the prompt ("25%")
   ref::SqueezeSpec squeeze;            // SqueezeAttention budgets per bank (enabled: on)
   ref::PrefillSchedule schedule;       // plans with upward edges (LCKV)
   int threads = 1;                     // [1, 256]

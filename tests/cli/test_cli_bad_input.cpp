@@ -150,14 +150,14 @@ const Row kRows[] = {
     {"eval --model {D}/s --task mqar --length 40 --n 2 --show 3",
      "--show = 3 is invalid: must be in [0, --n = 2]", ""},
     // sweep
-    {"sweep --model {D}/s --task mqar --length 40 --n 1 --policies window,lru --budgets 0.5 "
+    {"sweep --model {D}/s --task mqar --length 40 --n 1 --policies window,lru --budgets 50% "
      "--out {D}/sw.csv",
      "--policy = lru is invalid", "{D}/sw.csv"},
-    {"sweep --model {D}/s --task mqar --length 40 --n 1 --budgets 0.5,nan --out {D}/sw.csv",
+    {"sweep --model {D}/s --task mqar --length 40 --n 1 --budgets 50%,nan --out {D}/sw.csv",
      "--budget = nan is invalid", "{D}/sw.csv"},
-    {"sweep --model {D}/s --budgets 0.5 --length 1000 --out {D}/sw.csv",
+    {"sweep --model {D}/s --budgets 50% --length 1000 --out {D}/sw.csv",
      "--length = 1000 is invalid", "{D}/sw.csv"},
-    {"sweep --model {D}/s --task mqar --length 40 --n 1 --budgets 0.5 --out {D}/nodir/sw.csv",
+    {"sweep --model {D}/s --task mqar --length 40 --n 1 --budgets 50% --out {D}/nodir/sw.csv",
      "--out = {D}/nodir/sw.csv is invalid: its directory {D}/nodir does not exist",
      "{D}/nodir/sw.csv"},
     // grad

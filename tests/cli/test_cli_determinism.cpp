@@ -76,7 +76,7 @@ TEST(CliDeterminism, GenerateSampled) {
 TEST(CliDeterminism, GenerateSampledUnderH2o) {
   expect_deterministic("generate" + m() +
                        " --prompt 'Once upon a time there was' --max-new 24 --temperature 0.8"
-                       " --seed 3 --policy h2o --budget 0.5");
+                       " --seed 3 --policy h2o --budget 50%");
 }
 
 TEST(CliDeterminism, EvalMqarAndPasskey) {
@@ -86,7 +86,7 @@ TEST(CliDeterminism, EvalMqarAndPasskey) {
 
 TEST(CliDeterminism, EvalUnderH2o) {
   expect_deterministic("eval" + m() +
-                       " --task mqar --seed 5 --n 2 --length 80 --policy h2o --budget 0.5 --json");
+                       " --task mqar --seed 5 --n 2 --length 80 --policy h2o --budget 50% --json");
   expect_deterministic(
       "eval" + m() + " --task passkey --seed 5 --n 2 --length 80 --policy h2o --budget 24 --json");
 }

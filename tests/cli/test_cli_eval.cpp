@@ -92,7 +92,7 @@ TEST(CliGenerate, SaysWhenTheContextStopsIt) {
 
 TEST(CliEval, MqarJsonReportsAccuracyAndKvHeld) {
   const RunResult r = run_kvlab("eval --model " + model().string() +
-                                " --task mqar --policy h2o --budget 0.5 --n 2 --length 60 --json");
+                                " --task mqar --policy h2o --budget 50% --n 2 --length 60 --json");
   ASSERT_EQ(r.status, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["scored"], 16);  // 8 queries x 2 examples
@@ -107,7 +107,7 @@ TEST(CliSweep, WritesCsvRowsForEveryPolicyAndBudget) {
       model().parent_path() / ("kvlab_sweep_" + std::to_string(::getpid()) + ".csv");
   const RunResult r =
       run_kvlab("sweep --model " + model().string() +
-                " --task passkey --policies window,streaming --budgets 0.5,1.0 --n 1"
+                " --task passkey --policies window,streaming --budgets 50%,100% --n 1"
                 " --length 100 --out " +
                 csv.string());
   ASSERT_EQ(r.status, 0) << r.output;
@@ -125,14 +125,15 @@ TEST(CliEvalErrors, NamedErrors) {
                   "--budget = 4 is invalid: must exceed the 8 sinks");
   expect_rejected("eval" + m + " --task passkey --policy lru", "--policy = lru is invalid");
   expect_rejected("eval" + m + " --task passkey --policy window --budget 1.5",
-                  "--budget = 1.5 is invalid: a fraction of the prompt must be in (0, 1]");
+                  "--budget = 1.5 is invalid: write tokens as an integer");
   expect_rejected("eval" + m + " --task passkey --policy window --budget 0.0", "--budget = 0.0");
+  expect_rejected("eval" + m + " --task passkey --policy window --budget 0%", "--budget = 0%");
   expect_rejected("eval" + m + " --task passkey --length 5000", "--length = 5000 is invalid");
   expect_rejected("eval" + m + " --task chess", "--task = chess is invalid");
   expect_rejected("eval" + m + " --task passkey --policy window --squeeze 0.9,0.05",
-                  "--f0/--f3 = ");
+                  "--squeeze = 0.9");
   expect_rejected("eval" + m + " --task passkey --policy window --squeeze 0.1,0.9",
-                  "outside [0, 1]");
+                  "--squeeze f3 = 0.900000 is invalid: must be at most f0");
   expect_rejected("eval" + m + " --task passkey --squeeze 0.4,0.1",
                   "SqueezeAttention budgets need an evicting policy");
   expect_rejected("squeeze" + m + " --prompt hi --f0 0.5", "give exactly one of --f3 and --p");
@@ -143,7 +144,7 @@ TEST(CliGenerate, PolicyAndH2oScoresTelemetry) {
   const fs::path tele =
       model().parent_path() / ("kvlab_h2o_" + std::to_string(::getpid()) + ".jsonl");
   const RunResult r = run_kvlab("generate --model " + model().string() +
-                                " --prompt 'Once upon a time' --max-new 3 --policy h2o --budget 0.5"
+                                " --prompt 'Once upon a time' --max-new 3 --policy h2o --budget 50%"
                                 " --telemetry " +
                                 tele.string() + " --h2o-scores");
   ASSERT_EQ(r.status, 0) << r.output;

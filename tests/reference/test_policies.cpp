@@ -88,11 +88,11 @@ TEST(Policies, ParseErrorsNameTheField) {
   EXPECT_THROW(BudgetSpec::parse("1.5"), Error);
   EXPECT_THROW(BudgetSpec::parse("0.0"), Error);
   EXPECT_THROW(BudgetSpec::parse("-3"), Error);
-  EXPECT_EQ(BudgetSpec::parse("0.25").resolve(40), 10);
-  EXPECT_EQ(BudgetSpec::parse("0.3").resolve(10), 3);
+  EXPECT_EQ(BudgetSpec::parse("25%").resolve(40), 10);
+  EXPECT_EQ(BudgetSpec::parse("30%").resolve(10), 3);
   EXPECT_EQ(BudgetSpec::parse("17").resolve(40), 17);
   try {
-    BudgetSpec::parse("0.01").resolve(40);
+    BudgetSpec::parse("1%").resolve(40);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--budget"), std::string::npos);
@@ -245,7 +245,7 @@ TEST(EnginePolicies, BanksHoldTheBudgetAfterPrefillAndEveryStep) {
   const ModelConfig c = tiny_config();
   const auto w = init_random<double>(c, KvPlan::parse("cla:2", 6), 5);
   for (const std::string policy : {"window", "streaming:2", "h2o"}) {
-    Engine<double> e(w, with_policy(policy, "0.5"));
+    Engine<double> e(w, with_policy(policy, "50%"));
     RecordingObserver rec;
     e.add_observer(&rec);
     e.prefill(tokens(12));
@@ -490,9 +490,9 @@ TEST(Squeeze, NoTokensAreLostToFlooring) {
 TEST(Squeeze, FractionsOfThePromptRoundAsWritten) {
   // 0.29 · 100 is 28.999999999999996 in binary; the budget is the 29 tokens the user asked for.
   EXPECT_EQ(fraction_tokens(0.29, 100), 29);
-  EXPECT_EQ(BudgetSpec::parse("0.29").resolve(100), 29);
-  EXPECT_EQ(BudgetSpec::parse("0.57").resolve(100), 57);
-  EXPECT_EQ(BudgetSpec::parse("0.7").resolve(90), 63);
+  EXPECT_EQ(BudgetSpec::parse("29%").resolve(100), 29);
+  EXPECT_EQ(BudgetSpec::parse("57%").resolve(100), 57);
+  EXPECT_EQ(BudgetSpec::parse("70%").resolve(90), 63);
   EXPECT_EQ(fraction_tokens(0.5, 7), 3);
   EXPECT_EQ(fraction_tokens(0.999, 1000), 999);
   EXPECT_EQ(fraction_tokens(1.0, 16777216), 16777216);
@@ -501,7 +501,7 @@ TEST(Squeeze, FractionsOfThePromptRoundAsWritten) {
 TEST(Squeeze, EqualFractionsReproduceTheUniformRunExactly) {
   const ModelConfig c = tiny_config();
   const auto w = init_random<double>(c, KvPlan::parse("standard", 6), 8);
-  EngineOptions uni = with_policy("streaming:2", "0.5"), sq = with_policy("streaming:2");
+  EngineOptions uni = with_policy("streaming:2", "50%"), sq = with_policy("streaming:2");
   sq.squeeze.enabled = true;
   sq.squeeze.f0 = 0.5;
   sq.squeeze.f3 = 0.5;
@@ -629,7 +629,7 @@ TEST(EnginePolicies, SqueezeBudgetsBelowThePolicysLeastAreRaisedWithANote) {
 TEST(EnginePolicies, AFractionBudgetBelowH2osRecentWindowIsRefused) {
   // h2o:4 with 0.1 of a 20-token prompt = 2 tokens: it used to become a window silently.
   const auto w = init_random<double>(tiny_config(), KvPlan::parse("standard", 6), 9);
-  Engine<double> e(w, with_policy("h2o:4", "0.1"));
+  Engine<double> e(w, with_policy("h2o:4", "10%"));
   try {
     e.prefill(tokens(20));
     FAIL() << "no error";

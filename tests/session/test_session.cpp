@@ -108,7 +108,7 @@ class SessionFiles : public ::testing::Test {
 TEST(SessionOwnership, RunsAfterEveryOtherHandleIsGone) {
   RunOptions run;
   run.policy = "h2o";
-  run.budget = "0.5";
+  run.budget = "50%";
   std::weak_ptr<const ref::ModelWeights<float>> weights_alive;
   std::weak_ptr<const Tokenizer> tokenizer_alive;
   auto make = [&] {
@@ -130,7 +130,7 @@ TEST(SessionOwnership, RunsAfterEveryOtherHandleIsGone) {
   const auto again = random_weights();
   ref::EngineOptions eo;
   eo.policy = ref::PolicySpec::parse("h2o");
-  eo.budget = ref::BudgetSpec::parse("0.5");
+  eo.budget = ref::BudgetSpec::parse("50%");
   ref::Engine<float> engine(again, eo);
 
   const std::vector<int> prompt = s.encode("Once upon a time");
@@ -403,7 +403,7 @@ TEST(SessionOps, TraceSqueezeEvalAndBench) {
 
   RunOptions ev;
   ev.policy = "window";
-  ev.budget = "0.5";
+  ev.budget = "50%";
   s.configure(ev);
   EvalSetup e;
   e.task = "mqar";
