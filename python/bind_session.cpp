@@ -8,6 +8,7 @@
 
 #include "python/common.hpp"
 #include "python/recorder.hpp"
+#include "session/dump.hpp"
 
 namespace kvlab::python {
 namespace {
@@ -548,6 +549,37 @@ void bind_session(py::module_& m) {
           },
           py::arg("prompt"), py::arg("train_passes") = "7,2", py::arg("kv_loss") = 0.0,
           "Float64 gradients of the mean next-token loss (as `kvlab grad`).")
+      .def(
+          "dump",
+          [](PySession& s, py::object prompt, int decode, const std::string& what,
+             const std::string& layers) {
+            DumpRequest r;
+            r.tokens = prompt_tokens(s.get(), prompt);
+            r.decode = decode;
+            r.what = parse_dump_what(what);
+            r.layers = parse_dump_layers(layers, s.get().config().num_hidden_layers);
+            Dump d = run_on(s, [&](Session& se) { return se.dump(r); });
+            // name -> numpy array (float64, or int64 for positions and ids), in computation
+            // order; the arrays own their buffers (moved, not copied).
+            py::dict tensors;
+            for (NamedTensor& t : d.tensors) {
+              std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
+              if (t.integer) {
+                tensors[py::str(t.name)] = to_numpy(std::move(t.ints), shape);
+              } else {
+                tensors[py::str(t.name)] = to_numpy(std::move(t.values), shape);
+              }
+            }
+            py::dict meta;
+            for (const auto& [k, v] : d.metadata) meta[py::str(k)] = v;
+            return py::make_tuple(tensors, meta);
+          },
+          py::arg("prompt"), py::arg("decode") = 0, py::arg("what") = "", py::arg("layers") = "",
+          "Every intermediate of a prefill of `prompt` (and `decode` greedy steps after it) under "
+          "the session's plan, policy and squeeze, as `kvlab dump`: (tensors, metadata), tensors "
+          "a dict name -> numpy array named as docs/crosscheck.md says (e.g. "
+          "'prefill.layer1.attn.probs'), metadata the file's __metadata__. `what` and `layers` "
+          "select, as --what and --layers ('norm,q,probs', '0,3'). The sequence starts over.")
       .def(
           "bank_kv", [](const PySession& s, int kv_layer) { return s.get().bank_kv(kv_layer); },
           py::arg("kv_layer"), "What the bank of KV layer `kv_layer` holds now (BankKv).")

@@ -120,3 +120,30 @@ def test_train_micro(tmp_path):
     with pytest.raises(ZeroDivisionError):
         kvlab.train(str(tmp_path / "r2"), preset="micro", plan="standard", steps=3,
                     on_progress=lambda p: 1 / 0)
+
+
+def test_dump_gives_every_intermediate_as_numpy_and_equals_the_cli(tiny, kvlab_cli, tmp_path):
+    tensors, meta = tiny.dump(PROMPT, decode=2)
+    ids = tiny.encode(PROMPT)
+    T, V = len(ids), tiny.vocab_size
+    assert np.array_equal(tensors["prefill.logits"], tiny.prefill(ids, all_logits=True))
+    probs = tensors["prefill.layer1.attn.probs"]  # (H, T, N): rows sum to 1, causal
+    assert probs.dtype == np.float64 and probs.shape[1] == T
+    assert np.allclose(probs.sum(axis=-1), 1.0)
+    assert probs[0, 0, 1:].max() == 0.0
+    assert tensors["decode2.logits"].shape[-1] == V
+    assert meta["precision"] == "f64" and "map" in meta
+    # the same names and values as `kvlab dump` writes
+    from safetensors.numpy import load_file
+    out = tmp_path / "d.safetensors"
+    kvlab_cli("dump", "--model", "tiny-standard", "--precision", "f64", "--prompt", PROMPT,
+              "--decode", "2", "--out", out)
+    cli = load_file(str(out))
+    assert set(cli) == set(tensors)
+    for name, a in cli.items():
+        assert np.array_equal(a, tensors[name]), name
+    only, _ = tiny.dump(PROMPT, what="probs", layers="1")
+    assert "prefill.layer1.attn.probs" in only
+    assert all(".layer1.attn.probs" in k or "token" in k for k in only), sorted(only)
+    with pytest.raises(kvlab.Error, match="--what"):
+        tiny.dump(PROMPT, what="nonsense")
