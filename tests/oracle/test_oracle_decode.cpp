@@ -58,7 +58,7 @@ struct Case {
   Shape shape;
   std::string plan;             // a generator or a text form
   std::string policy = "full";  // ref::PolicySpec::parse
-  std::string budget;           // tokens or a fraction; empty: none
+  std::string budget;           // tokens or a share ("62.5%"); empty: none
   bool cache_positions = false;
   ref::PrefillMode mode = ref::PrefillMode::automatic;
   int passes = 9;
@@ -326,7 +326,7 @@ TEST(OracleDecode, PoliciesFloat64) {
   run_cases("policies",
             {
                 Case("window", kGqa, "standard", "window", "10"),
-                Case("window_fraction", kGqa, "standard", "window", "0.625"),
+                Case("window_fraction", kGqa, "standard", "window", "62.5%"),
                 Case("streaming2", kGqa, "standard", "streaming:2", "10"),
                 Case("h2o", kGqa, "standard", "h2o", "10"),
                 Case("h2o3_shared_cla2", kGqa, "cla:2", "h2o:3", "10"),
@@ -340,10 +340,10 @@ TEST(OracleDecode, PoliciesFloat64) {
                 Case("h2o_lckv1", kGqa, "lckv:1", "h2o", "10").prefill(M::fixed, 4),
                 Case("h2o_lckv1_token_by_token", kGqa, "lckv:1", "h2o", "10")
                     .prefill(M::token_by_token, 9),
-                Case("h2o2_mha_fraction", kMha, "standard", "h2o:2", "0.5"),
+                Case("h2o2_mha_fraction", kMha, "standard", "h2o:2", "50%"),
                 Case("h2o_cache", kGqa, "standard", "h2o", "10").cache(),
                 Case("h2o_nodiag", kGqa, "standard", "h2o", "10").nodiag(),
-                Case("streaming_default_fraction", kGqa, "standard", "streaming", "0.5"),
+                Case("streaming_default_fraction", kGqa, "standard", "streaming", "50%"),
                 // bank 0 is read by a full and a sliding layer: it takes the policy; bank 3 not
                 Case("window_mixed_sliding_readers", kSliding, "0_0s_2_3s", "window", "10"),
             });

@@ -541,6 +541,11 @@ def parse_budget(text):
     if text is None:
         return None
     try:
+        if text.endswith("%"):  # a share of the prompt, as kvlab writes it ("62.5%")
+            f = Fraction(text[:-1]) / 100
+            if not 0 < f <= 1:
+                raise ValueError
+            return lambda N: math.floor(f * N)
         if "." in text:
             f = Fraction(text)
             if not 0 < f <= 1:
@@ -551,7 +556,8 @@ def parse_budget(text):
             raise ValueError
         return lambda N: tokens
     except ValueError:
-        raise OracleError(f"--budget '{text}': tokens (an integer >= 1) or a fraction in (0, 1]")
+        raise OracleError(f"--budget '{text}': tokens (an integer >= 1), a percentage in (0, 100] "
+                          "or a fraction in (0, 1]")
 
 
 class Bank:
