@@ -215,6 +215,8 @@ int run_viz(const VizOptions& o) {
     std::uint64_t b_version = 0;
     Footprint b_footprint;
     std::uint64_t snap_version = 0, snap_loads = 0;
+    const ScoresObserver* scores_source = nullptr;
+    std::uint64_t scores_version = 0;
     while (!glfwWindowShouldClose(window)) {
       glfwPollEvents();
 
@@ -254,6 +256,9 @@ int run_viz(const VizOptions& o) {
           }
         } else if (s.verb == "resize") {
           glfwSetWindowSize(window, s.n, s.m);
+        } else if (s.verb == "attention") {
+          c.attn_layer = s.n;
+          c.attn_stage = s.m;
         } else if (s.verb == "model") {
           c.model = s.arg;
           post_load(worker, c);
@@ -320,6 +325,13 @@ int run_viz(const VizOptions& o) {
         f.cache = cache_map(f.snap, f.worker.run.policy);
       }
       f.squeeze = squeeze_bars(f.snap, f.worker.diagram);
+      const ScoresObserver* scores = f.worker.attn_scores.get();
+      const std::uint64_t sv = scores ? scores->version() : 0;
+      if (scores != scores_source || sv != scores_version) {
+        scores_source = scores;
+        scores_version = sv;
+        f.scores = scores ? scores->latest() : std::map<int, TensorEvent>{};
+      }
       f.fps = io.Framerate;
 
       ImGui_ImplOpenGL3_NewFrame();

@@ -40,6 +40,7 @@ struct Frame {
   Convergence convergence;
   SqueezeBars squeeze;
   CacheMap cache;
+  std::map<int, TensorEvent> scores;  // attention scores before the softmax, by layer
   float fps = 0;
 };
 
@@ -58,6 +59,7 @@ struct Controls {
   int lckv_pass = 0;        // the pass the LCKV panel details
   bool lckv_follow = true;  // follow the last pass as passes arrive (until the slider moves)
   int attn_layer = -1, attn_head = 0, attn_row = -1;
+  int attn_stage = 2;                  // the step-through: 0 scores, 1 the mask, 2 the softmax
   bool compare_open = false;           // the Compare window
   std::string compare_plan = "cla:2";  // plan B
   bool compare_follow = true;          // B steps along with A

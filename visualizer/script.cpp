@@ -1,6 +1,7 @@
 #include "visualizer/script.hpp"
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -80,6 +81,17 @@ std::vector<ScriptCommand> parse_script(const std::string& text) {
       }
     } else if (c.verb == "step" || c.verb == "frames") {
       c.n = parse_count(c.arg, line, c.verb, 1, 1000000);
+    } else if (c.verb == "attention") {  // attention LAYER STAGE (scores | mask | softmax)
+      std::istringstream a(c.arg);
+      std::string layer, stage, extra;
+      a >> layer >> stage >> extra;
+      static const std::map<std::string, int> stages = {{"scores", 0}, {"mask", 1}, {"softmax", 2}};
+      if (stage.empty() || !extra.empty() || !stages.count(stage)) {
+        fail("--script", "line " + std::to_string(line) + ": " + l,
+             "attention LAYER STAGE, STAGE one of scores, mask, softmax");
+      }
+      c.n = parse_count(layer, line, c.verb, 0, 4096);
+      c.m = stages.at(stage);
     } else if (c.verb == "resize") {
       std::istringstream a(c.arg);
       std::string w, h, extra;
@@ -92,7 +104,7 @@ std::vector<ScriptCommand> parse_script(const std::string& text) {
     } else {
       fail("--script", "line " + std::to_string(line) + ": " + c.verb,
            "one of model, plan, policy, budget, squeeze, prompt, prefill, step, run, pause, "
-           "reset, trace, wait, frames, resize, screenshot, screenshot-panel, compare");
+           "reset, trace, wait, frames, resize, screenshot, screenshot-panel, compare, attention");
     }
     out.push_back(c);
   }

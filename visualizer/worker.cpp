@@ -32,6 +32,31 @@ constexpr EventMask kVizEvents =
 
 }  // namespace
 
+void ScoresObserver::on_tensor(const TensorEvent& e) {
+  // "prefill.layer3.attn.scores", "prefill.pass2.layer1.attn.scores", "decode4.layer0.attn.scores"
+  static const std::string tail = ".attn.scores";
+  if (e.name.size() <= tail.size() ||
+      e.name.compare(e.name.size() - tail.size(), tail.size(), tail) != 0 || e.shape.size() != 3) {
+    return;
+  }
+  const std::size_t at = e.name.rfind(".layer", e.name.size() - tail.size());
+  if (at == std::string::npos) return;
+  int layer = -1;
+  try {
+    layer = std::stoi(e.name.substr(at + 6));
+  } catch (const std::exception&) {
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  by_layer_[layer] = e;  // a later pass of the same step replaces an earlier one
+  version_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+std::map<int, TensorEvent> ScoresObserver::latest() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return by_layer_;
+}
+
 Worker::Worker() : thread_([this] { loop(); }) {}
 
 Worker::~Worker() {
@@ -42,6 +67,7 @@ Worker::~Worker() {
   cv_.notify_all();
   thread_.join();
   if (session_ && telemetry_) session_->unsubscribe(telemetry_.get());
+  if (session_ && attn_scores_) session_->unsubscribe(attn_scores_.get());
 }
 
 void Worker::post(WorkerCommand c) {
@@ -204,6 +230,7 @@ void Worker::execute(const WorkerCommand& c) {
         if (session_ && telemetry_) {
           session_->unsubscribe(telemetry_.get());
           session_->subscribe(telemetry_.get(), kinds());
+          subscribe_scores(attention_);
         }
         publish(attention_ ? "recording attention from the next step"
                            : "attention no longer recorded");
@@ -231,16 +258,19 @@ void Worker::execute(const WorkerCommand& c) {
         // keeps showing the session's own sequence.
         session_->unsubscribe(telemetry_.get());
         session_->subscribe(telemetry_.get(), mask(EventKind::prefill_pass));
+        subscribe_scores(false);
         TraceReport r;
         try {
           r = session_->trace_prefill(tokens, true);
         } catch (...) {
           session_->unsubscribe(telemetry_.get());
           session_->subscribe(telemetry_.get(), kinds());
+          subscribe_scores(attention_);
           throw;
         }
         session_->unsubscribe(telemetry_.get());
         session_->subscribe(telemetry_.get(), kinds());
+        subscribe_scores(attention_);
         std::string note = "trace: " + std::to_string(r.passes.size()) + " pass events over " +
                            std::to_string(tokens.size()) + " tokens";
         if (r.blocks.empty()) note = "trace: plan " + r.map + " has no cyclic block (no passes)";
@@ -266,6 +296,7 @@ void Worker::do_load(const SessionOptions& o) {
     running_ = false;
   }
   if (session_ && telemetry_) session_->unsubscribe(telemetry_.get());
+  if (session_ && attn_scores_) session_->unsubscribe(attn_scores_.get());
   session_.emplace(std::move(s));
   fresh_telemetry();
   next_token_ = -1;
@@ -288,8 +319,17 @@ void Worker::fresh_telemetry() {
   if (telemetry_) session_->unsubscribe(telemetry_.get());
   telemetry_ = std::make_shared<SnapshotObserver>(512);
   session_->subscribe(telemetry_.get(), kinds());
+  if (attn_scores_) session_->unsubscribe(attn_scores_.get());
+  attn_scores_ = std::make_shared<ScoresObserver>();
+  subscribe_scores(attention_);
   decode_seconds_ = 0;
   decoded_ = 0;
+}
+
+void Worker::subscribe_scores(bool on) {
+  if (!session_ || !attn_scores_) return;
+  session_->unsubscribe(attn_scores_.get());
+  if (on) session_->subscribe(attn_scores_.get(), mask(EventKind::tensors));
 }
 
 EventMask Worker::kinds() const {
@@ -361,6 +401,7 @@ void Worker::publish(const std::string& note) {
   s.scores = scores_;
   s.tokens_per_second = decode_seconds_ > 0 ? decoded_ / decode_seconds_ : 0;
   s.telemetry = telemetry_;
+  s.attn_scores = attn_scores_;
   std::lock_guard<std::mutex> lock(mu_);
   s.model = state_.model;
   s.loaded_with = state_.loaded_with;

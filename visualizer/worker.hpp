@@ -4,9 +4,11 @@
 // the worker subscribes to its session, core/snapshot.hpp). The UI never waits for the model.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -20,6 +22,22 @@
 #include "session/session.hpp"
 
 namespace kvlab::viz {
+
+// The attention scores before the softmax (q·k/√D, −inf outside the attention set), the latest
+// per layer, from the engine's tensors telemetry (EventKind::tensors, `STEP.layerL.attn.scores`,
+// (heads, rows, cells), docs/crosscheck.md). The worker subscribes it while attention is
+// recorded; the Attention panel steps through scores, mask and softmax with it.
+class ScoresObserver final : public Observer {
+ public:
+  void on_tensor(const TensorEvent& e) override;
+  std::map<int, TensorEvent> latest() const;  // by layer, copied under the lock
+  std::uint64_t version() const { return version_.load(std::memory_order_acquire); }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<int, TensorEvent> by_layer_;
+  std::atomic<std::uint64_t> version_{0};
+};
 
 struct WorkerCommand {
   enum Kind {
@@ -76,6 +94,7 @@ struct WorkerState {
   std::uint64_t loads = 0;       // models loaded so far (the controls follow a new model's plan)
   bool attention = true;         // attention probabilities recorded (EventKind::attention)
   std::shared_ptr<const SnapshotObserver> telemetry;  // of the current session; null before one
+  std::shared_ptr<const ScoresObserver> attn_scores;  // with it, while attention is recorded
 };
 
 class Worker {
@@ -114,6 +133,8 @@ class Worker {
   // Touched only by the worker thread.
   std::optional<Session> session_;
   std::shared_ptr<SnapshotObserver> telemetry_;
+  std::shared_ptr<ScoresObserver> attn_scores_;
+  void subscribe_scores(bool on);  // attn_scores_ to the tensors kind (on) or not
   std::string last_prompt_;
   int next_token_ = -1;  // the greedy choice after the last step, fed by the next step
   std::vector<std::string> prompt_pieces_, generated_pieces_;

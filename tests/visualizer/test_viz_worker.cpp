@@ -5,8 +5,10 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -223,6 +225,65 @@ TEST(VizWorker, ScoreGivesEachPlansPerplexityOnTheSameTokens) {
   b.post(score);
   settle(b);
   EXPECT_NE(b.state().error.find("score"), std::string::npos) << b.state().error;
+}
+
+// The Attention panel's step-through: while attention is recorded, the worker also keeps each
+// layer's scores before the softmax (the engine's tensors telemetry), the same step's: the
+// softmax of a row of scores is that row's recorded weights, and masked cells are -inf there and
+// 0 in the weights (here LCKV's diagonal in an upward layer). Off, no scores arrive.
+TEST(VizWorker, ScoresBeforeTheSoftmaxCameWithTheWeights) {
+  Worker w;
+  load(w, kTiny);
+  plan(w, "lckv:2");  // 0_2_2_3: layer 1 reads layer 2 above (diagonal masked)
+  prefill(w, "hello there");
+  settle(w);
+  WorkerState s = w.state();
+  ASSERT_EQ(s.error, "");
+  ASSERT_TRUE(s.attn_scores);
+  const std::map<int, TensorEvent> scores = s.attn_scores->latest();
+  const Snapshot snap = s.telemetry->snapshot();
+  ASSERT_TRUE(scores.count(1)) << "no scores for layer 1";
+  ASSERT_TRUE(snap.attention.count(1));
+  const TensorEvent& t = scores.at(1);
+  const AttentionEvent& a = snap.attention.at(1);
+  ASSERT_EQ(t.shape, (std::vector<std::int64_t>{a.heads, a.rows, a.cells}));
+  int masked = 0;
+  for (int h = 0; h < a.heads; ++h) {
+    for (int i = 1; i < a.rows; ++i) {  // row 0 of an upward layer sees nothing
+      const double* sr = t.values.data() + (static_cast<std::size_t>(h) * a.rows + i) * a.cells;
+      const float* pr = a.probs.data() + (static_cast<std::size_t>(h) * a.rows + i) * a.cells;
+      double mx = -INFINITY, z = 0;
+      for (int j = 0; j < a.cells; ++j) mx = std::max(mx, sr[j]);
+      for (int j = 0; j < a.cells; ++j) z += std::isfinite(sr[j]) ? std::exp(sr[j] - mx) : 0.0;
+      for (int j = 0; j < a.cells; ++j) {
+        if (!std::isfinite(sr[j])) {
+          ++masked;
+          EXPECT_EQ(pr[j], 0.0f);
+        } else {
+          EXPECT_NEAR(pr[j], std::exp(sr[j] - mx) / z, 1e-5) << h << " " << i << " " << j;
+        }
+      }
+      const int q = a.query_pos[i];
+      for (int j = 0; j < a.cells; ++j) {
+        if (a.key_pos[j] == q) {
+          EXPECT_FALSE(std::isfinite(sr[j])) << "the diagonal is masked";
+        }
+      }
+    }
+  }
+  EXPECT_GT(masked, 0);
+
+  WorkerCommand off;
+  off.kind = WorkerCommand::attention;
+  off.count = 0;
+  w.post(off);
+  settle(w);
+  const std::uint64_t v = w.state().attn_scores->version();
+  WorkerCommand step;
+  step.kind = WorkerCommand::step;
+  w.post(step);
+  settle(w);
+  EXPECT_EQ(w.state().attn_scores->version(), v) << "scores arrived while not recording";
 }
 
 }  // namespace
