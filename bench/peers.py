@@ -125,12 +125,18 @@ def decode_rows(p, a):
                 r_lo, _ = p.runc_generate(lo, threads)
                 k_hi, k_out = p.kvlab_generate(hi, threads)
                 r_hi, r_out = p.runc_generate(hi, threads)
-                kv = (hi - lo) / max(1e-9, k_hi - k_lo)
-                rc = (hi - lo) / max(1e-9, r_hi - r_lo)
+                if k_hi <= k_lo or r_hi <= r_lo:  # loading noise swamped the tokens timed
+                    print(f"  (a round at depth {depth} dropped: the longer run was not slower; "
+                          "give more --tokens)", flush=True)
+                    continue
+                kv = (hi - lo) / (k_hi - k_lo)
+                rc = (hi - lo) / (r_hi - r_lo)
                 kv_rates.append(kv)
                 rc_rates.append(rc)
                 ratios.append(kv / rc)
                 same = same and text_of(k_out) == text_of(r_out)
+            if not ratios:
+                fail("--tokens", a.tokens, f"too few to time at depth {depth}: every round dropped")
             rows.append(dict(case=f"decode, depth {depth}", threads=threads, peer="llama2.c run",
                              kvlab=statistics.median(kv_rates), peer_rate=statistics.median(rc_rates),
                              ratio=statistics.median(ratios), lo=min(ratios), hi=max(ratios),
@@ -189,9 +195,9 @@ def llamacpp_prefill(p, a, P, threads):
 
 
 def fmt_row(r):
-    same = "" if r["same_text"] is None else (" | same text" if r["same_text"] else " | TEXT DIFFERS")
+    same = "-" if r["same_text"] is None else ("same" if r["same_text"] else "DIFFERS")
     return (f"| {r['case']} | {r['threads']} | {r['peer']} | {r['kvlab']:.1f} | {r['peer_rate']:.1f} "
-            f"| **{r['ratio']:.2f}** ({r['lo']:.2f} to {r['hi']:.2f}){same} |")
+            f"| **{r['ratio']:.2f}** ({r['lo']:.2f} to {r['hi']:.2f}) | {same} |")
 
 
 def machine():
@@ -218,7 +224,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="alternating rounds per case")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--depths", default="0,512,1024")
-    ap.add_argument("--tokens", type=int, default=128, help="decode tokens timed per case")
+    ap.add_argument("--tokens", type=int, default=256,
+                    help="decode tokens timed per case (enough that loading noise is small beside them)")
     ap.add_argument("--prefill", default="128,512")
     ap.add_argument("--write-docs", action="store_true",
                     help="put the table into docs/performance.md (section 'Beside the peers')")
@@ -235,8 +242,8 @@ def main():
         fail("--llama-bench/--gguf", a.llama_bench or a.gguf, "give both or neither")
 
     p = Programs(a)
-    head = ("| case | threads | peer | kvlab tok/s | peer tok/s | kvlab / peer, median (spread) |\n"
-            "| --- | --- | --- | --- | --- | --- |")
+    head = ("| case | threads | peer | kvlab tok/s | peer tok/s | kvlab / peer, median (spread) "
+            "| text |\n| --- | --- | --- | --- | --- | --- | --- |")
     print(head)
     rows = decode_rows(p, a) + prefill_rows(p, a)
     peers = f"llama2.c {git_head(a.llama2c)}"
