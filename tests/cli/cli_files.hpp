@@ -8,6 +8,9 @@
 #include <sstream>
 #include <string>
 
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 // The whole file as bytes ("" when it cannot be read).
 inline std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -57,3 +60,26 @@ inline void write_micro_corpus(const std::filesystem::path& p) {
     out << ".\n\n";
   }
 }
+
+// A test with a scratch directory of its own (`prefix`, the process id and the test's name, under
+// the system's temporary directory), made empty before the test and removed after it unless the
+// test failed (to look at what it left).
+class ScratchDirTest : public ::testing::Test {
+ protected:
+  explicit ScratchDirTest(const std::string& prefix) : prefix_(prefix) {}
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           (prefix_ + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+
+ private:
+  std::string prefix_;
+};

@@ -20,20 +20,9 @@ using nlohmann::json;
 
 namespace {
 
-class Teach : public ::testing::Test {
+class Teach : public ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("kvlab_cli_teach_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
+  Teach() : ScratchDirTest("kvlab_cli_teach_") {}
 };
 
 // The number after `key` in `text` (-1 when absent).

@@ -23,26 +23,15 @@ namespace {
 // The shipped models (the source tree's models/).
 const std::string kModels = std::string(KVLAB_SOURCE_DIR) + "/models";
 
-class Teach2 : public ::testing::Test {
+class Teach2 : public ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("kvlab_cli_teach2_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  Teach2() : ScratchDirTest("kvlab_cli_teach2_") {}
   // tiny-standard as a Hugging Face directory and as a llama2.c .bin.
   void convert_forms() {
     ASSERT_EQ(run_kvlab("convert --model tiny-standard --to hf -o " + path("hf")).status, 0);
     ASSERT_EQ(run_kvlab("convert --model tiny-standard --to llama2c -o " + path("m.bin")).status,
               0);
   }
-  fs::path dir_;
 };
 
 std::string lower(std::string s) {
