@@ -29,6 +29,14 @@ struct AttentionArgs {
   S* scores = nullptr;         // optional (H, T, N): q·k/√D before the softmax, -inf outside
 };
 
+// One product of Backend::linears(): out (T, N) = x (T, K) · Wᵀ, W (N, K).
+template <typename S>
+struct LinearOut {
+  S* out = nullptr;
+  const S* w = nullptr;
+  int N = 0;
+};
+
 // What a backend did that only an observer would have asked for (the telemetry cost test).
 struct BackendCounters {
   std::int64_t attention_calls = 0;
@@ -48,6 +56,12 @@ class Backend {
   virtual void rmsnorm(S* out, const S* x, const S* w, int T, int C, double eps) = 0;
   // out (T, N) = x (T, K) · Wᵀ, W (N, K) row-major.
   virtual void linear(S* out, const S* x, const S* w, int T, int K, int N) = 0;
+  // Several products of the same x (T, K), at most 8 (a layer's Q, K, V; the MLP's gate and up),
+  // each equal to linear()'s bit for bit. A backend may run them as one unit of work; this default
+  // runs them one after the other.
+  virtual void linears(const LinearOut<S>* outs, int n, const S* x, int T, int K) {
+    for (int i = 0; i < n; ++i) linear(outs[i].out, x, outs[i].w, T, K, outs[i].N);
+  }
   // Rotates every head of x (T, heads*D) in place by its row's position.
   virtual void rope(S* x, const int* pos, int T, int heads, int D, double theta,
                     RopePairing pairing = RopePairing::half) = 0;

@@ -42,6 +42,11 @@ void CpuBackend<S>::linear(S* out, const S* x, const S* w, int T, int K, int N) 
 }
 
 template <typename S>
+void CpuBackend<S>::linears(const LinearOut<S>* outs, int n, const S* x, int T, int K) {
+  ref::linears(outs, n, x, T, K, threads_);
+}
+
+template <typename S>
 void CpuBackend<S>::rope(S* x, const int* pos, int T, int heads, int D, double theta,
                          RopePairing pairing) {
   ref::rope(x, pos, T, heads, D, theta, pairing);

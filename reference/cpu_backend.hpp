@@ -17,6 +17,7 @@ class CpuBackend final : public Backend<S> {
   void embed(S* x, const S* table, const int* tokens, int T, int C) override;
   void rmsnorm(S* out, const S* x, const S* w, int T, int C, double eps) override;
   void linear(S* out, const S* x, const S* w, int T, int K, int N) override;
+  void linears(const LinearOut<S>* outs, int n, const S* x, int T, int K) override;
   void rope(S* x, const int* pos, int T, int heads, int D, double theta,
             RopePairing pairing) override;
   void attention(const AttentionArgs<S>& a) override;

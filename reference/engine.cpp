@@ -359,8 +359,17 @@ void Engine<S>::attention_block(int l, S* x, const int* pos, int T, bool batched
   const LayerWeights<S>& L = w_->layers[l];
   backend_->rmsnorm(ws.h.data(), x, L.attn_norm.data(), T, C, c.rms_norm_eps);
   if (tapping_) tap(tap_name(l, "attn.norm_in"), {T, C}, ws.h.data());
-  backend_->linear(ws.q.data(), ws.h.data(), L.wq.data(), T, C, Q);
-  if (plan_.is_kv_layer(l)) write_kv(l, pos, T, batched, rows, ws);
+  if (plan_.is_kv_layer(l)) {
+    // Q, K and V of the same normed rows: one unit of work for the backend.
+    const int KV = c.num_key_value_heads * c.head_dim;
+    Buffer<S> k(static_cast<long>(T) * KV), v(static_cast<long>(T) * KV);  // (T, H_kv*D)
+    const LinearOut<S> qkv[3] = {
+        {ws.q.data(), L.wq.data(), Q}, {k.data(), L.wk.data(), KV}, {v.data(), L.wv.data(), KV}};
+    backend_->linears(qkv, 3, ws.h.data(), T, C);
+    write_kv(l, pos, T, batched, std::move(k), std::move(v), rows);
+  } else {
+    backend_->linear(ws.q.data(), ws.h.data(), L.wq.data(), T, C, Q);
+  }
   const bool measure = measuring_importance();
   if (measure) importance_.before(x, n);  // §6: the stream before this layer's attention
   if (batched) {
@@ -381,18 +390,13 @@ void Engine<S>::attention_block(int l, S* x, const int* pos, int T, bool batched
 }
 
 template <typename S>
-void Engine<S>::write_kv(int l, const int* pos, int T, bool batched, BankRows& rows,
-                         Workspace& ws) {
+void Engine<S>::write_kv(int l, const int* pos, int T, bool batched, Buffer<S> k, Buffer<S> v,
+                         BankRows& rows) {
   const ModelConfig& c = w_->config;
-  const int C = c.hidden_size, Hkv = c.num_key_value_heads, KV = Hkv * c.head_dim;
-  const LayerWeights<S>& L = w_->layers[l];
+  const int Hkv = c.num_key_value_heads;
   const int b = kv_.bank_of_layer(l);
   const bool cache_mode =
       kv_.bank(b).evicts() && kv_.bank(b).policy.positions == PositionMode::cache;
-  const long n = static_cast<long>(T) * KV;
-  Buffer<S> k(n), v(n);  // (T, H_kv*D)
-  backend_->linear(k.data(), ws.h.data(), L.wk.data(), T, C, KV);
-  backend_->linear(v.data(), ws.h.data(), L.wv.data(), T, C, KV);
   if (cache_mode) {
     // Pre-RoPE keys go to the bank; readers rotate them by slot (§5, positions.hpp).
     if (batched) rows.k_raw[b] = k;
@@ -532,8 +536,9 @@ void Engine<S>::mlp_block(int l, S* x, int T, Workspace& ws) {
   const LayerWeights<S>& L = w_->layers[l];
   backend_->rmsnorm(ws.h.data(), x, L.ffn_norm.data(), T, C, c.rms_norm_eps);
   if (tapping_) tap(tap_name(l, "mlp.norm_in"), {T, C}, ws.h.data());
-  backend_->linear(ws.gate.data(), ws.h.data(), L.w1.data(), T, C, F);
-  backend_->linear(ws.up.data(), ws.h.data(), L.w3.data(), T, C, F);
+  const LinearOut<S> gate_up[2] = {{ws.gate.data(), L.w1.data(), F},
+                                   {ws.up.data(), L.w3.data(), F}};
+  backend_->linears(gate_up, 2, ws.h.data(), T, C);
   backend_->swiglu(ws.gate.data(), ws.up.data(), static_cast<long>(T) * F);
   backend_->linear(ws.o.data(), ws.gate.data(), L.w2.data(), T, F, C);
   backend_->add(x, ws.o.data(), static_cast<long>(T) * C);

@@ -147,8 +147,10 @@ class Engine {
   // x += W_O · Attn(RMSNorm(x)).
   void attention_block(int l, S* x, const int* pos, int T, bool batched, BankRows& rows,
                        const BankRows* prev, Workspace& ws);
-  // A KV layer's K, V of the rows: kept in `rows` (batched) or appended to its bank.
-  void write_kv(int l, const int* pos, int T, bool batched, BankRows& rows, Workspace& ws);
+  // A KV layer's K, V (T, H_kv*D) of the rows, before RoPE: rotated, then kept in `rows`
+  // (batched) or appended to its bank.
+  void write_kv(int l, const int* pos, int T, bool batched, Buffer<S> k, Buffer<S> v,
+                BankRows& rows);
   // Attention of the rows over the prompt's own rows (batched) or over the bank (decode).
   void attend_rows(int l, const int* pos, int T, BankRows& rows, const BankRows& src,
                    Workspace& ws);
