@@ -150,6 +150,34 @@ TEST(CliSimulate, JsonFields) {
   EXPECT_EQ(j["notes"], nlohmann::json::array());
 }
 
+TEST(CliSimulate, LckvPrefillPasses) {
+  const auto j = simulate_json(
+      "--model tinyllama-1.1b --plan lckv:2 --gpu h100 --prompt 1024 --gen 16 --batch 1");
+  EXPECT_EQ(j["plans"][0]["prefill"]["passes"], 9);
+  EXPECT_EQ(j["plans"][0]["prefill"]["layer_passes"], 182.0);
+  EXPECT_EQ(j["standard"]["prefill"]["layer_passes"], 22.0);
+  EXPECT_NEAR(
+      j["plans"][0]["ratio_to_standard"]["per_sequence"]["prefill_layer_passes"].get<double>(),
+      182.0 / 22, 1e-12);
+  const auto t = simulate_json(
+      "--model tinyllama-1.1b --plan lckv:2 --gpu h100 --prompt 5 --gen 16 --m 3 --b 2");
+  EXPECT_EQ(t["plans"][0]["prefill"]["token_by_token"], true);
+  EXPECT_EQ(t["m"], 3);
+  EXPECT_EQ(t["plans"][0]["prefill"]["passes"], 5);
+}
+
+TEST(CliSimulate, CustomGpuConfigFileAndWeightDtype) {
+  const auto j = simulate_json("--model " KVLAB_SOURCE_DIR
+                               "/tests/data/tiny_config.json --plan cla:2 "
+                               "--gpu 'custom(1,100,10)' --prompt 8 --gen 8 --dtype fp8 "
+                               "--weight-dtype bf16");
+  EXPECT_EQ(j["gpu"]["name"], "custom");
+  EXPECT_EQ(j["gpu"]["memory_bytes"], 1073741824LL);
+  EXPECT_EQ(j["kv_dtype"], "fp8");
+  EXPECT_EQ(j["weight_dtype"], "bf16");
+  EXPECT_EQ(j["plans"][0]["map"], "0_0_2_2");
+}
+
 TEST(CliSimulate, ActivationModelByDefault) {
   // Without --ideal the activation and efficiency models are on: the same workload fits fewer
   // sequences (prefill activations) and takes longer (achievable fractions of the peaks).
