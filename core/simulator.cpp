@@ -660,6 +660,16 @@ Simulation simulate(const ModelConfig& model,
     fail("--policy", o.policy.name, "score arrays per cell must be 0, 1 or 2");
   }
   check_int("--prefill-chunk", o.activations.prefill_chunk, 0, 10'000'000);
+  if (o.activations.prefill_chunk > 0 && !o.ideal) {
+    const std::int64_t chunks =
+        (static_cast<std::int64_t>(o.prompt) + o.activations.prefill_chunk - 1) /
+        o.activations.prefill_chunk;
+    if (chunks > 100'000) {
+      fail("--prefill-chunk", std::to_string(o.activations.prefill_chunk),
+           "gives " + std::to_string(chunks) + " prefill steps for " + std::to_string(o.prompt) +
+               " prompt tokens; at most 100000 are simulated");
+    }
+  }
   if (!(o.activations.overhead_gib >= 0) || o.activations.overhead_gib >= gpu.memory_gib) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%g", o.activations.overhead_gib);

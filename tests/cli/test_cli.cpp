@@ -384,6 +384,10 @@ TEST(CliErrors, SimulateBadInput) {
   expect_rejected(base + "--gpu h200 --logits-dtype int8", "--logits-dtype = int8 is invalid");
   expect_rejected(base + "--gpu h200 --cache-growth paged", "--cache-growth = paged is invalid");
   expect_rejected(base + "--gpu h200 --prefill-chunk -4", "--prefill-chunk = -4 is invalid");
+  expect_rejected(
+      "simulate --model llama-2-7b --plan cla:2 --gpu h200 --prompt 1000000 --gen 1 "
+      "--prefill-chunk 1",
+      "--prefill-chunk = 1 is invalid: gives 1000000 prefill steps");
   expect_rejected(base + "--gpu h200 --overhead 200", "--overhead = 200 is invalid");
   expect_rejected(base + "--gpu h200 --ideal --attention eager",
                   "--attention = eager is invalid: --ideal drops the activation");
