@@ -579,8 +579,9 @@ void add_simulate_command(CLI::App& app) {
                       "Activation model: flash (scores never stored) or eager (scores "
                       "materialised)")
           ->capture_default_str(),
-      cmd->add_option("--logits", o->logits,
-                      "Prefill logits of the last position or of all positions (HF before 4.45)")
+      cmd->add_option(
+             "--logits", o->logits,
+             "Prefill logits of the last position or of all positions (older HF Transformers)")
           ->capture_default_str(),
       cmd->add_option("--logits-dtype", o->logits_dtype,
                       "Logits dtype: f32 (upcast from 16-bit), f16, bf16")
