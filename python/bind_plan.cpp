@@ -12,6 +12,7 @@
 #include "core/simulator.hpp"
 #include "python/common.hpp"
 #include "session/builtin_models.hpp"
+#include "session/sim_policy.hpp"
 
 namespace kvlab::python {
 namespace {
@@ -294,7 +295,27 @@ void bind_plan(py::module_& m) {
                              [](const SimOptions& o) { return dtype_name(o.weight_dtype); })
       .def_readonly("m", &SimOptions::m)
       .def_readonly("b", &SimOptions::b)
-      .def_readonly("reserve_fraction", &SimOptions::reserve_fraction);
+      .def_readonly("reserve_fraction", &SimOptions::reserve_fraction)
+      .def_readonly("ideal", &SimOptions::ideal)
+      .def_property_readonly("policy", [](const SimOptions& o) { return o.policy.name; })
+      .def_property_readonly("budget",
+                             [](const SimOptions& o) -> py::object {
+                               return o.policy.budget > 0 ? py::object(py::int_(o.policy.budget))
+                                                          : py::none();
+                             })
+      .def_property_readonly("attention",
+                             [](const SimOptions& o) { return to_string(o.activations.attention); })
+      .def_property_readonly("logits",
+                             [](const SimOptions& o) { return to_string(o.activations.logits); })
+      .def_property_readonly(
+          "logits_dtype",
+          [](const SimOptions& o) { return dtype_name(o.activations.logits_dtype); })
+      .def_property_readonly("prefill_chunk",
+                             [](const SimOptions& o) { return o.activations.prefill_chunk; })
+      .def_property_readonly(
+          "cache_growth", [](const SimOptions& o) { return to_string(o.activations.cache_growth); })
+      .def_property_readonly("overhead_gib",
+                             [](const SimOptions& o) { return o.activations.overhead_gib; });
   py::class_<DecodeFigures>(m, "DecodeFigures", "Decode figures (docs/simulator.md).")
       .def_readonly("weight_bytes_read_per_step", &DecodeFigures::weight_bytes_read_per_step)
       .def_readonly("kv_bytes_read_per_step_first", &DecodeFigures::kv_bytes_read_per_step_first)
@@ -317,21 +338,29 @@ void bind_plan(py::module_& m) {
       .def_readonly("token_by_token", &PrefillFigures::token_by_token)
       .def_readonly("passes", &PrefillFigures::passes)
       .def_readonly("layer_passes", &PrefillFigures::layer_passes)
+      .def_readonly("chunks", &PrefillFigures::chunks)
       .def_readonly("flops", &PrefillFigures::flops)
       .def_readonly("bytes", &PrefillFigures::bytes)
       .def_readonly("flops_per_sequence", &PrefillFigures::flops_per_sequence)
       .def_readonly("time_s", &PrefillFigures::time_s)
+      .def_readonly("time_per_sequence_s", &PrefillFigures::time_per_sequence_s)
       .def_readonly("tokens_per_s", &PrefillFigures::tokens_per_s);
   py::class_<PlanSimulation>(m, "PlanSimulation", "One plan's simulated figures.")
       .def_readonly("spec", &PlanSimulation::spec)
       .def_readonly("map", &PlanSimulation::map)
       .def_readonly("num_kv_layers", &PlanSimulation::num_kv_layers)
+      .def_readonly("sliding_kv_layers", &PlanSimulation::sliding_kv_layers)
+      .def_readonly("window", &PlanSimulation::window)
       .def_readonly("weight_params", &PlanSimulation::weight_params)
       .def_readonly("weight_bytes", &PlanSimulation::weight_bytes)
       .def_readonly("kv_bytes_per_token", &PlanSimulation::kv_bytes_per_token)
       .def_readonly("kv_bytes_per_sequence", &PlanSimulation::kv_bytes_per_sequence)
+      .def_readonly("policy_bytes_per_sequence", &PlanSimulation::policy_bytes_per_sequence)
+      .def_readonly("activation_bytes_per_sequence", &PlanSimulation::activation_bytes_per_sequence)
+      .def_readonly("sequence_bytes", &PlanSimulation::sequence_bytes)
       .def_readonly("memory_bytes", &PlanSimulation::memory_bytes)
       .def_readonly("reserve_bytes", &PlanSimulation::reserve_bytes)
+      .def_readonly("overhead_bytes", &PlanSimulation::overhead_bytes)
       .def_readonly("kv_budget_bytes", &PlanSimulation::kv_budget_bytes)
       .def_readonly("max_batch", &PlanSimulation::max_batch)
       .def_readonly("batch", &PlanSimulation::batch)
@@ -340,21 +369,39 @@ void bind_plan(py::module_& m) {
       .def_readonly("decode", &PlanSimulation::decode)
       .def_readonly("prefill", &PlanSimulation::prefill)
       .def_readonly("total_time_s", &PlanSimulation::total_time_s)
-      .def_readonly("end_to_end_tokens_per_s", &PlanSimulation::end_to_end_tokens_per_s);
-  py::class_<Simulation>(m, "Simulation", "What `kvlab simulate` reports: a plan and standard.")
+      .def_readonly("end_to_end_tokens_per_s", &PlanSimulation::end_to_end_tokens_per_s)
+      .def_readonly("end_to_end_tokens_per_s_per_sequence",
+                    &PlanSimulation::end_to_end_tokens_per_s_per_sequence);
+  py::class_<Simulation>(m, "Simulation",
+                         "What `kvlab simulate` reports: the plans, in order, and standard.")
       .def_readonly("gpu", &Simulation::gpu)
       .def_readonly("options", &Simulation::options)
-      .def_readonly("plan", &Simulation::plan)
+      .def_readonly("plans", &Simulation::plans)
+      .def_property_readonly(
+          "plan", [](const Simulation& s) { return s.plans.front(); }, "The first plan.")
       .def_readonly("standard", &Simulation::standard)
       .def_readonly("notes", &Simulation::notes);
   m.def(
       "simulate",
-      [](const std::string& model, const std::string& plan, const std::string& gpu, int prompt,
+      [](const std::string& model, const py::object& plan, const std::string& gpu, int prompt,
          int gen, std::optional<std::int64_t> batch, const std::string& dtype,
-         const std::string& weight_dtype, int mm, int b, double reserve) {
+         const std::string& weight_dtype, int mm, int b, double reserve,
+         std::optional<int> kv_heads, std::optional<int> window, const std::string& policy,
+         const std::string& budget, const std::string& attention, const std::string& logits,
+         const std::string& logits_dtype, int prefill_chunk, const std::string& cache_growth,
+         double overhead, bool ideal) {
         const ModelConfig c = model_config(model);
-        const std::string spec = plan.empty() ? "standard" : plan;
-        const KvPlan p = KvPlan::parse(spec, c.num_hidden_layers);
+        std::vector<std::string> specs;
+        if (py::isinstance<py::str>(plan)) {
+          specs.push_back(plan.cast<std::string>());
+        } else {
+          specs = plan.cast<std::vector<std::string>>();
+        }
+        std::vector<std::pair<KvPlan, std::string>> plans;
+        for (std::string spec : specs) {
+          if (spec.empty()) spec = "standard";
+          plans.emplace_back(KvPlan::parse(spec, c.num_hidden_layers), spec);
+        }
         SimOptions o;
         o.prompt = prompt;
         o.gen = gen;
@@ -364,15 +411,31 @@ void bind_plan(py::module_& m) {
         o.m = mm;
         o.b = b;
         o.reserve_fraction = reserve;
-        return simulate(c, p, spec, parse_gpu(gpu), o);
+        o.kv_heads = kv_heads;
+        o.window = window;
+        if (prompt >= 1) o.policy = sim_policy(policy, budget, prompt);
+        o.activations.attention = parse_attention(attention);
+        o.activations.logits = parse_logits(logits);
+        o.activations.logits_dtype = parse_logits_dtype(logits_dtype);
+        o.activations.prefill_chunk = prefill_chunk;
+        o.activations.cache_growth = parse_cache_growth(cache_growth);
+        o.activations.overhead_gib = overhead;
+        o.ideal = ideal;
+        return simulate(c, plans, parse_gpu(gpu), o);
       },
       py::arg("model"), py::arg("plan") = "standard", py::arg("gpu") = "a100-80gb",
       py::arg("prompt") = 2048, py::arg("gen") = 256, py::arg("batch") = py::none(),
       py::arg("dtype") = "f16", py::arg("weight_dtype") = "", py::arg("m") = 7, py::arg("b") = 2,
-      py::arg("reserve") = 0.10,
+      py::arg("reserve") = 0.10, py::arg("kv_heads") = py::none(), py::arg("window") = py::none(),
+      py::arg("policy") = "full", py::arg("budget") = "", py::arg("attention") = "flash",
+      py::arg("logits") = "last", py::arg("logits_dtype") = "f32", py::arg("prefill_chunk") = 0,
+      py::arg("cache_growth") = "preallocated", py::arg("overhead") = 0.0, py::arg("ideal") = false,
       "As `kvlab simulate`: memory fit, decode and prefill times of `model` (a preset, a "
-      "built-in model or a checkpoint) under `plan` on `gpu`, beside the standard plan. batch "
-      "None: each plan at its largest batch that fits.");
+      "built-in model or a checkpoint) under `plan` (a spec, or a list of specs side by side) on "
+      "`gpu`, beside the standard plan. batch None: each plan at its largest batch that fits. "
+      "policy/budget as --policy/--budget ('25%' or '64'); attention, logits, logits_dtype, "
+      "prefill_chunk, cache_growth, overhead: the activation model; ideal: the pure roofline "
+      "(docs/simulator.md).");
 }
 
 }  // namespace kvlab::python

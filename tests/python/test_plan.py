@@ -63,25 +63,39 @@ def test_plan_error_is_the_clis_message(kvlab_cli):
 
 
 def test_simulate_matches_kvlab_simulate_json(kvlab_cli):
-    cli = json.loads(kvlab_cli("simulate", "--model", "llama-2-7b", "--plan", "cla:2", "--gpu",
-                               "a100-80gb", "--prompt", "2048", "--gen", "256", "--json").stdout)
-    s = kvlab.simulate("llama-2-7b", "cla:2", "a100-80gb", prompt=2048, gen=256)
-    for side in ("plan", "standard"):
-        py = kvlab.to_dict(getattr(s, side))
-        for key, value in cli[side].items():  # every field, nested decode/prefill included
+    cli = json.loads(kvlab_cli("simulate", "--model", "llama-2-7b", "--plan", "cla:2", "--plan",
+                               "lckv:2", "--gpu", "a100-80gb", "--prompt", "2048", "--gen", "256",
+                               "--policy", "h2o", "--budget", "25%", "--json").stdout)
+    s = kvlab.simulate("llama-2-7b", ["cla:2", "lckv:2"], "a100-80gb", prompt=2048, gen=256,
+                       policy="h2o", budget="25%")
+    sides = [(cli["plans"][0], s.plans[0]), (cli["plans"][1], s.plans[1]),
+             (cli["standard"], s.standard)]
+    for want, got in sides:
+        py = kvlab.to_dict(got)
+        for key, value in want.items():  # every field, nested decode/prefill included
+            if key == "ratio_to_standard":  # the CLI's comparison, not a figure of the plan
+                continue
             if isinstance(value, dict):
                 for k, v in value.items():
                     if k == "bound":  # the CLI's word for memory_bound
                         assert py[key]["memory_bound"] == (v == "memory")
                     else:
-                        assert py[key][k] == v, (side, key, k)
+                        assert py[key][k] == v, (want["spec"], key, k)
             else:
-                assert py[key] == value, (side, key)
-    assert s.plan.max_batch > s.standard.max_batch
+                assert py[key] == value, (want["spec"], key)
+    assert s.plan.spec == "cla:2" and [p.spec for p in s.plans] == ["cla:2", "lckv:2"]
+    assert s.plans[0].max_batch > s.standard.max_batch
+    assert s.options.policy == "h2o" and s.options.budget == 512 and not s.options.ideal
     assert s.gpu.name == "a100-80gb" and s.options.prompt == 2048 and s.notes == cli["notes"]
     assert "PlanSimulation(" in repr(s.plan) and "decode=DecodeFigures(" in repr(s.plan)
+    ideal = kvlab.simulate("llama-2-7b", "cla:2", "a100-80gb", prompt=2048, gen=256, ideal=True)
+    assert ideal.standard.max_batch == 52 and ideal.plan.max_batch == 107
     with pytest.raises(kvlab.Error, match="gpu"):
         kvlab.simulate("llama-2-7b", gpu="no-such-gpu")
+    with pytest.raises(kvlab.Error, match="--budget"):
+        kvlab.simulate("llama-2-7b", budget="64")
+    with pytest.raises(kvlab.Error, match="--attention"):
+        kvlab.simulate("llama-2-7b", attention="sdpa")
 
 
 def test_model_config_and_models():
