@@ -32,9 +32,10 @@ shows the median ratio of the rounds and their spread, min to max):
   would hide a wrong rotary layout or cache, so the check runs on a copy of its weights times 4
   (written into --work; needs numpy), whose greedy text is varied and sensitive to any difference
   in the arithmetic: kvlab `generate`, run and llama.cpp's llama-cli (beside llama-bench, or
-  --llama-cli; --temp 0, an f32 K/V cache) continue a short prompt for 32 tokens, and the
-  texts are compared (byte tokens aside: each program prints those differently). With llama.cpp's
-  f16 K/V cache its text leaves the others' after about a dozen tokens; with f32 it agrees.
+  --llama-cli; --temp 0, an f32 K/V cache) continue a short prompt for 32 tokens and a
+  181-token one (past the GGUF's context_length of 128) for 16, and the texts are compared
+  (byte tokens aside: each program prints those differently). With llama.cpp's f16 K/V cache
+  its text leaves the others' after about a dozen tokens; with f32 it agrees.
 llama-bench's K/V cache: f32 like kvlab's and run's when it takes that (--llama-cache; older
 llama-bench builds such as c392e50 take only f16 and quantized types, and then its rows say f16).
 OMP_WAIT_POLICY is left as each program sets it; threads: kvlab --threads N, OMP_NUM_THREADS=N for
@@ -54,8 +55,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = "once upon a time there was a little robot who liked to read books about the sea".split()
-TEXT_PROMPT = "once upon a time there was a little robot"
-TEXT_TOKENS = 32
+# The text check's prompts and tokens generated: a short prompt, and one past position 128.
+TEXT_CHECKS = (("once upon a time there was a little robot", 32),
+               (" ".join(WORDS[i % len(WORDS)] for i in range(180)), 16))
 TEXT_SCALE = 4.0
 
 
@@ -319,14 +321,16 @@ def llamacpp_decode_row(p, a, depth, threads):
                kv_rates, lc_rates, ratios, p.same_text.get("llama.cpp"))
 
 
+def prefill_prompt(P):
+    """run's prompt for a prefill of P: P words (kvlab's bench prefill takes P token ids)."""
+    return " ".join(WORDS[i % len(WORDS)] for i in range(P))
+
+
 def prefill_rows(p, a):
     rows = []
     for threads in a.threads:
         for P in a.prefill:
-            prompt = " ".join(WORDS[i % len(WORDS)] for i in range(P))
-            n = prompt_tokens(p, p.model, prompt)
-            if n + 1 > p.seq_len:
-                fail("--prefill", P, f"{n} prompt tokens past the model's {p.seq_len} positions")
+            prompt, n = prefill_prompt(P), a.prefill_tokens[P]
             ratios, kv_rates, rc_rates = [], [], []
             for i in range(a.runs):
                 def runc():
@@ -382,34 +386,36 @@ def scaled_copy(model, work):
 
 
 def text_check(p, a):
-    """kvlab's greedy text beside each peer's on the weights times TEXT_SCALE: {peer: same}."""
+    """kvlab's greedy text beside each peer's on the weights times TEXT_SCALE, after a short
+    prompt and after one that reaches past position 128 (the GGUF's context_length): {peer: same}."""
     model = scaled_copy(p.model, a.work)
     if model is None:
         print("  (no text check: numpy is missing for the scaled copy of the weights)", flush=True)
         return {}
-    n = prompt_tokens(p, model, TEXT_PROMPT)
-    texts = {"kvlab": text_of(p.kvlab_generate(TEXT_TOKENS, 2, prompt=TEXT_PROMPT, model=model)[1])}
-    # run prints the prompt after BOS and then the new tokens, one per step.
-    texts["run"] = text_of(p.runc_generate(TEXT_TOKENS - 1, 2, prompt=TEXT_PROMPT,
-                                           prompt_tokens=n, model=model)[1])
-    if p.llama_bench and p.llama_cli and p.converter:
-        texts["llama.cpp"] = text_of(run([
-            p.llama_cli, "-m", p.gguf_of(model), "-p", TEXT_PROMPT, "-n", str(TEXT_TOKENS),
-            "--temp", "0", "-no-cnv", "-ctk", "f32", "-ctv", "f32", "-t", "2",
-            "-c", str(n + TEXT_TOKENS + 8)])[1])
-    elif p.llama_bench:
+    cli = p.llama_bench and p.llama_cli and p.converter
+    if p.llama_bench and not cli:
         print("  (no text check for llama.cpp: it needs llama-cli and "
               "llama-convert-llama2c-to-ggml beside llama-bench)", flush=True)
     same = {}
-    for peer in ("run", "llama.cpp"):
-        if peer in texts:
-            same[peer] = texts[peer] == texts["kvlab"]
-    print(f"text check (weights x{TEXT_SCALE:g}, greedy, {TEXT_TOKENS} tokens after "
-          f"{TEXT_PROMPT!r}): " + ", ".join(f"{k} {'same' if v else 'DIFFERS'}"
-                                            for k, v in same.items()), flush=True)
-    if not all(same.values()):
-        for k, v in texts.items():
-            print(f"    {k}: {v}", flush=True)
+    for prompt, tokens in TEXT_CHECKS:
+        n = prompt_tokens(p, model, prompt)
+        texts = {"kvlab": text_of(p.kvlab_generate(tokens, 2, prompt=prompt, model=model)[1])}
+        # run prints the prompt after BOS and then the new tokens, one per step.
+        texts["run"] = text_of(p.runc_generate(tokens - 1, 2, prompt=prompt, prompt_tokens=n,
+                                               model=model)[1])
+        if cli:
+            texts["llama.cpp"] = text_of(run([
+                p.llama_cli, "-m", p.gguf_of(model), "-p", prompt, "-n", str(tokens), "--temp", "0",
+                "-no-cnv", "-ctk", "f32", "-ctv", "f32", "-t", "2", "-c", str(n + tokens + 8)])[1])
+        for peer, text in texts.items():
+            if peer != "kvlab":
+                same[peer] = same.get(peer, True) and text == texts["kvlab"]
+        print(f"text check (weights x{TEXT_SCALE:g}, greedy, {tokens} tokens after a prompt of {n}): "
+              + ", ".join(f"{k} {'same' if v == texts['kvlab'] else 'DIFFERS'}"
+                          for k, v in texts.items() if k != "kvlab"), flush=True)
+        if any(v != texts["kvlab"] for v in texts.values()):
+            for k, v in texts.items():
+                print(f"    {k}: {v}", flush=True)
     return same
 
 
@@ -483,6 +489,11 @@ def main():
     if a.depths and max(a.depths) + a.tokens + 1 > p.seq_len:
         fail("--depths/--tokens", f"{max(a.depths)}+{a.tokens}",
              f"past the model's {p.seq_len} positions (run clamps its steps to them)")
+    a.prefill_tokens = {}
+    for P in a.prefill:
+        n = a.prefill_tokens[P] = prompt_tokens(p, p.model, prefill_prompt(P))
+        if max(P, n) + 1 > p.seq_len:
+            fail("--prefill", P, f"{max(P, n)} prompt tokens past the model's {p.seq_len} positions")
     load0 = os.getloadavg()[0]
     p.same_text = text_check(p, a)
     head = ("| case | threads | peer | kvlab tok/s | peer tok/s | kvlab / peer, median (min to max, "
