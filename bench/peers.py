@@ -425,6 +425,16 @@ def fmt_row(r):
             f"| **{r['ratio']:.2f}** ({r['lo']:.2f} to {r['hi']:.2f}, {r['rounds']}) | {same} |")
 
 
+def with_table(text, stamp, table):
+    """`text` (docs/performance.md) with the block between the peers markers replaced by the
+    stamp and the table, or with a new section holding them when it has no markers."""
+    block = (f"<!-- peers:begin (bench/peers.py --write-docs) -->\n{stamp}\n\n{table}\n"
+             f"<!-- peers:end -->")
+    if "<!-- peers:begin" in text:
+        return re.sub(r"<!-- peers:begin.*?<!-- peers:end -->", lambda _: block, text, flags=re.S)
+    return text + "\n## Beside the peers (issue 18)\n\n" + block + "\n"
+
+
 def machine():
     model = "unknown CPU"
     try:
@@ -511,14 +521,7 @@ def main():
         doc = os.path.join(ROOT, "docs/performance.md")
         with open(doc) as f:
             text = f.read()
-        table = "\n".join([head] + [fmt_row(r) for r in rows])
-        block = (f"<!-- peers:begin (bench/peers.py --write-docs) -->\n{stamp}\n\n{table}\n"
-                 f"<!-- peers:end -->")
-        if "<!-- peers:begin" in text:
-            text = re.sub(r"<!-- peers:begin.*?<!-- peers:end -->", lambda _: block, text,
-                          flags=re.S)
-        else:
-            text += "\n## Beside the peers (issue 18)\n\n" + block + "\n"
+        text = with_table(text, stamp, "\n".join([head] + [fmt_row(r) for r in rows]))
         tmp = doc + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)
