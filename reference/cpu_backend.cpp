@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "core/error.hpp"
 #include "reference/attention.hpp"
+#include "reference/attention_decode.hpp"
 #include "reference/linear.hpp"
 #include "reference/ops.hpp"
 
@@ -56,6 +58,12 @@ template <typename S>
 void CpuBackend<S>::attention(const AttentionArgs<S>& a) {
   ++this->counters_.attention_calls;
   if (a.probs) ++this->counters_.attention_probs;
+  if constexpr (std::is_same_v<S, float>) {
+    if (a.T == 1) {  // decode in float32: the streaming path, tested against the reference
+      attention_decode(a, threads_);
+      return;
+    }
+  }
   ref::attention(a.out, a.q, a.qpos, a.T, a.k, a.v, a.kpos, a.N, a.H, a.H_kv, a.D, a.set, threads_,
                  a.probs, a.kpos_head_stride, a.scores);
 }
