@@ -237,8 +237,8 @@ TEST_F(Teach3, TooSmallPercentageIsRefusedBeforeAnyRow) {
   EXPECT_FALSE(has(ev.output, "accuracy")) << ev.output;
 }
 
-// An explicit 0 is a value like any other: --passes 0, --converge 0 and plan --kv-heads 0 /
-// --head-dim 0 are errors naming the flag, not "not given".
+// An explicit 0 is a value like any other: --passes 0, --converge 0, plan --kv-heads 0 /
+// --head-dim 0 and train --heads 0 / --kv-heads 0 are errors naming the flag, not "not given".
 TEST_F(Teach3, ExplicitZeroIsAnErrorNotAbsence) {
   const std::string g = "generate --model tiny-lckv2 --prompt 'Once upon a time' --max-new 1";
   const RunResult p = run_kvlab(g + " --passes 0");
@@ -265,6 +265,13 @@ TEST_F(Teach3, ExplicitZeroIsAnErrorNotAbsence) {
   const RunResult hd = run_kvlab("plan standard --layers 4 --head-dim 0");
   EXPECT_EQ(hd.status, 2) << hd.output;
   EXPECT_TRUE(has(hd.output, "--head-dim = 0 is invalid")) << hd.output;
+  for (const char* flag : {"--kv-heads", "--heads"}) {
+    const RunResult tr = run_kvlab("train --preset micro --plan standard --tokenizer byte " +
+                                   std::string(flag) + " 0 -o " + path("tr"));
+    EXPECT_EQ(tr.status, 2) << tr.output;
+    EXPECT_TRUE(has(tr.output, std::string(flag) + " = 0 is invalid: must be >= 1")) << tr.output;
+    EXPECT_FALSE(fs::exists(path("tr")));
+  }
   const RunResult ok = run_kvlab("plan standard --layers 4 --kv-heads 2 --dtype f32");
   EXPECT_EQ(ok.status, 0) << ok.output;
   EXPECT_TRUE(has(ok.output, "KV bytes per token  8,192 B at f32")) << ok.output;
