@@ -58,7 +58,9 @@ void run_generate(const GenerateArgs& o) {
   std::printf("\n");
   set_stdout_mid_line(false);
   if (session.h2o_score_bytes() > 0) {
-    std::fprintf(stderr, "[kvlab] H2O scores %s beside the K/V (scores and counts per held cell)\n",
+    std::fprintf(stderr,
+                 "[kvlab] H2O scores %s beside the K/V (a score and a count per held cell, f64 "
+                 "each)\n",
                  human_bytes(static_cast<double>(session.h2o_score_bytes())).c_str());
   }
   if (r.context_full) {
