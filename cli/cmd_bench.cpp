@@ -54,6 +54,7 @@ void run_bench(const BenchArgs& o) {
                         {"tokens_per_s", r.tokens_per_s},
                         {"weight_bytes_per_token", r.weight_bytes_per_token},
                         {"kv_bytes_per_token", r.kv_bytes_per_token},
+                        {"kv_dtype", dtype_name(session.kv_dtype())},
                         {"achieved_gb_s", r.achieved_gb_s}};
     std::cout << j.dump(2) << "\n";
     return;
@@ -61,10 +62,10 @@ void run_bench(const BenchArgs& o) {
   if (setup.decode()) {
     std::printf(
         "decode  %-12s plan %-10s threads %d depth %4d: %7.1f tokens/s  (weights %s + KV "
-        "%s read per token, %.1f GB/s)\n",
+        "%s read per token, both at %s, %.1f GB/s)\n",
         model.c_str(), plan.c_str(), o.run.threads, setup.context, r.tokens_per_s,
         human_bytes(r.weight_bytes_per_token).c_str(), human_bytes(r.kv_bytes_per_token).c_str(),
-        r.achieved_gb_s);
+        dtype_name(session.kv_dtype()).c_str(), r.achieved_gb_s);
   } else {
     std::printf("prefill %-12s plan %-10s threads %d prompt %4d: %7.1f tokens/s  (%.3f s)\n",
                 model.c_str(), plan.c_str(), o.run.threads, setup.context, r.tokens_per_s,

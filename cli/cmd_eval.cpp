@@ -14,7 +14,7 @@
 namespace kvlab::cli {
 
 void add_eval_options(CLI::App* cmd, RunArgs& run, EvalSetup& s, unsigned which) {
-  add_run_options(cmd, run, kPositions | kSqueeze | which);
+  add_run_options(cmd, run, kPositions | kSqueeze | kDtype | which);
   cmd->add_option("--task", s.task, "passkey, mqar or ppl")->capture_default_str();
   cmd->add_option("--text-file", s.text_file, "Text for the ppl task");
   cmd->add_option("--n", s.n, "Examples")->capture_default_str();
@@ -62,6 +62,7 @@ void run_eval_command(const EvalArgs& o) {
   Session session = load_session(o.run);
   const EvalResult r = session.eval(o.setup);
   const std::string plan = session.plan_spec(), map = session.plan().to_string();
+  const std::string dtype = dtype_name(session.kv_dtype());
   if (o.json || !o.out.empty()) {
     nlohmann::json shown = nlohmann::json::array();
     for (const EvalExample& e : r.shown) {
@@ -85,6 +86,7 @@ void run_eval_command(const EvalArgs& o) {
                                 {"perplexity", r.perplexity()},
                                 {"kv_bytes_held", r.kv_bytes_held},
                                 {"kv_bytes_full", r.kv_bytes_full},
+                                {"kv_dtype", dtype},
                                 {"examples", shown}};
     // decoded task tokens need not be valid UTF-8 (mqar's random ids)
     const std::string text =
@@ -118,9 +120,10 @@ void run_eval_command(const EvalArgs& o) {
   if (!o.run.squeeze.empty() && o.run.policy.rfind("streaming", 0) == 0) {
     std::printf("note: a streaming budget includes its sink tokens\n");
   }
-  std::printf("KV held when the questions begin: %s of %s without eviction (%.1f%%)\n",
+  std::printf("KV held when the questions begin: %s of %s without eviction (%.1f%%), at %s%s\n",
               human_bytes(r.kv_bytes_held).c_str(), human_bytes(r.kv_bytes_full).c_str(),
-              100.0 * r.kv_bytes_held / std::max(1.0, r.kv_bytes_full));
+              100.0 * r.kv_bytes_held / std::max(1.0, r.kv_bytes_full), dtype.c_str(),
+              kv_dtype_note(session).c_str());
   if (!o.out.empty()) std::printf("wrote %s\n", o.out.c_str());
 }
 

@@ -44,18 +44,23 @@ void run_generate(const GenerateArgs& o) {
     std::fflush(stdout);
     return true;
   });
-  std::fprintf(stderr,
-               "\n[kvlab] plan %s | prompt %zu tokens in %.3f s | %zu new tokens, %.1f tokens/s | "
-               "KV held %s of %s allocated (%s K/V: the CPU reference holds its precision)\n",
-               session.plan().to_string().c_str(), prompt.size(), r.prefill_seconds,
-               r.tokens.size(), r.tokens_per_second(),
-               human_bytes(static_cast<double>(session.kv_bytes_held())).c_str(),
-               human_bytes(static_cast<double>(session.kv_bytes_allocated())).c_str(),
-               precision_name(session.precision()));
+  const std::string dtype = dtype_name(session.kv_dtype());
+  const std::string note = kv_dtype_note(session, /*with_memory=*/true);
+  std::fprintf(
+      stderr,
+      "\n[kvlab] plan %s | prompt %zu tokens in %.3f s | %zu new tokens, %.1f tokens/s | "
+      "KV held %s of %s allocated at %s%s\n",
+      session.plan().to_string().c_str(), prompt.size(), r.prefill_seconds, r.tokens.size(),
+      r.tokens_per_second(), human_bytes(static_cast<double>(session.kv_bytes_held())).c_str(),
+      human_bytes(static_cast<double>(session.kv_bytes_allocated())).c_str(), dtype.c_str(),
+      note.empty() ? " (the precision: K/V are held as computed; --dtype f16 rounds them)"
+                   : note.c_str());
   std::printf("\n");
   set_stdout_mid_line(false);
   if (session.h2o_score_bytes() > 0) {
-    std::fprintf(stderr, "[kvlab] H2O scores %s beside the K/V (scores and counts per held cell)\n",
+    std::fprintf(stderr,
+                 "[kvlab] H2O scores %s beside the K/V (a score and a count per held cell, f64 "
+                 "each)\n",
                  human_bytes(static_cast<double>(session.h2o_score_bytes())).c_str());
   }
   if (r.context_full) {
@@ -70,8 +75,9 @@ void run_generate(const GenerateArgs& o) {
 void add_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateArgs>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a checkpoint under a KV plan");
-  add_run_options(cmd, o->run,
-                  kContext | kPolicy | kBudget | kPositions | kSchedule | kTokenByToken | kSqueeze);
+  add_run_options(
+      cmd, o->run,
+      kContext | kPolicy | kBudget | kPositions | kSchedule | kTokenByToken | kSqueeze | kDtype);
   cmd->add_option("--prompt", o->run.prompt, "Prompt text")->required();
   cmd->add_option("--max-new", o->gen.max_new, "Tokens to generate")->capture_default_str();
   cmd->add_option("--temperature", o->gen.temperature, "0 = greedy (deterministic)")

@@ -28,7 +28,6 @@ void run_init(const InitOptions& o) {
   if (o.out.empty()) fail("-o", "(none)", "give the output directory");
   if (o.seed < 0) fail("--seed", std::to_string(o.seed), "must be >= 0");
   check_replace_output(o.out, o.force);
-  check_output_directory("-o", o.out);
   ModelConfig c = o.model.empty() ? load_config(o.config) : resolve_model_config(o.model);
   if (o.vocab_size != 0) {
     c.vocab_size = o.vocab_size;
@@ -47,7 +46,15 @@ void run_init(const InitOptions& o) {
   const auto w = ref::init_random<float>(c, plan, static_cast<std::uint64_t>(o.seed));
   ref::CheckpointMeta meta;
   meta.plan_spec = o.plan;
-  write_via_temporary(o.out, [&](const std::string& tmp) { ref::save_checkpoint(tmp, w, meta); });
+  // Missing parent directories are made now, when nothing else can refuse, and removed again if
+  // the write fails (no partial output).
+  const std::string created = create_parent_directories("-o", o.out);
+  try {
+    write_via_temporary(o.out, [&](const std::string& tmp) { ref::save_checkpoint(tmp, w, meta); });
+  } catch (...) {
+    remove_created_directories(created);
+    throw;
+  }
   std::printf("wrote %s: %d layers, plan %s (%d KV layers), %.2f M parameters, seed %lld\n",
               o.out.c_str(), c.num_hidden_layers, o.plan.c_str(), plan.num_kv_layers(),
               static_cast<double>(w.bytes()) / sizeof(float) / 1e6, o.seed);
@@ -69,7 +76,9 @@ void add_init_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   cmd->add_option("--vocab-size", o->vocab_size, "Override the vocabulary size (>= 258)");
-  cmd->add_option("-o,--out", o->out, "Output directory (must not exist unless --force)")
+  cmd->add_option("-o,--out", o->out,
+                  "Output directory (must not exist unless --force; missing parent directories "
+                  "are created)")
       ->required();
   cmd->add_flag("--force", o->force,
                 "Replace an existing -o (a file, an empty directory or a checkpoint directory)");

@@ -69,8 +69,8 @@ void run_models(bool as_json) {
     return;
   }
   std::printf("Built-in models (%s); any command takes the name as --model:\n\n", dir.c_str());
-  std::printf("%-16s %-10s %6s %12s %10s %15s  %s\n", "name", "plan", "layers", "parameters",
-              "KV B/token", "val loss", "shape");
+  std::printf("%-16s %-10s %6s %12s %14s %15s  %s\n", "name", "plan", "layers", "parameters",
+              "KV B/token f32", "val loss", "shape");
   for (const json& m : all) {
     std::string loss = "-";
     if (m.contains("val_loss")) {
@@ -79,14 +79,16 @@ void run_models(bool as_json) {
                     m.value("val_ppl", 0.0));
       loss = buf;
     }
-    std::printf("%-16s %-10s %6d %12lld %10lld %15s  C=%d H=%d KV heads=%d D=%d T=%d vocab=%d\n",
+    std::printf("%-16s %-10s %6d %12lld %14lld %15s  C=%d H=%d KV heads=%d D=%d T=%d vocab=%d\n",
                 m["name"].get<std::string>().c_str(), m["plan"].get<std::string>().c_str(),
                 m["layers"].get<int>(), m["parameters"].get<long long>(),
                 m["kv_bytes_per_token_f32"].get<long long>(), loss.c_str(), m["hidden"].get<int>(),
                 m["heads"].get<int>(), m["kv_heads"].get<int>(), m["head_dim"].get<int>(),
                 m["context"].get<int>(), m["vocab"].get<int>());
   }
-  std::printf("\nKV bytes per token are for float32 K/V. How each was trained:\n");
+  std::printf(
+      "\nKV bytes per token are for f32 K/V, as generate holds them (half at f16: kvlab plan's "
+      "default, generate --dtype f16). How each was trained:\n");
   for (const json& m : all) {
     std::printf(
         "  %-16s %s\n", m["name"].get<std::string>().c_str(),

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,8 +23,8 @@ struct PlanOptions {
   std::string model;
   std::string config;
   int layers = 0;
-  int kv_heads = 0;  // 0: from the model (or 1 with --layers)
-  int head_dim = 0;  // 0: from the model (or 128 with --layers)
+  std::optional<int> kv_heads;  // unset: from the model (or 1 with --layers)
+  std::optional<int> head_dim;  // unset: from the model (or 128 with --layers)
   std::string dtype = "f16";
   int prompt = 512;
   int m = 7;
@@ -48,25 +49,30 @@ ModelConfig config_for(const PlanOptions& o) {
     }
     // A synthetic shape: only L, H_kv and D matter for the plan and its bytes.
     c.num_hidden_layers = o.layers;
-    c.num_key_value_heads = o.kv_heads ? o.kv_heads : 1;
-    c.head_dim = o.head_dim ? o.head_dim : 128;
+    c.num_key_value_heads = o.kv_heads.value_or(1);
+    c.head_dim = o.head_dim.value_or(128);
     c.num_attention_heads = c.num_key_value_heads;
     c.hidden_size = c.num_attention_heads * c.head_dim;
     c.intermediate_size = 4 * c.hidden_size;
     c.vocab_size = 32000;
   }
-  if (o.kv_heads != 0) {
-    if (o.kv_heads < 1) fail("--kv-heads", std::to_string(o.kv_heads), "must be >= 1");
-    if (c.num_attention_heads % o.kv_heads != 0) {
+  // A value given is checked as given: --kv-heads 0 is an error, not "the model's".
+  if (o.kv_heads) {
+    const int kv = *o.kv_heads;
+    if (kv < 1) fail("--kv-heads", std::to_string(kv), "must be >= 1");
+    if (c.num_attention_heads % kv != 0) {
       fail(
-          "--kv-heads", std::to_string(o.kv_heads),
+          "--kv-heads", std::to_string(kv),
           "must divide the model's num_attention_heads = " + std::to_string(c.num_attention_heads));
     }
-    c.num_key_value_heads = o.kv_heads;
+    c.num_key_value_heads = kv;
   }
-  if (o.head_dim != 0 && o.layers == 0) {
-    fail("--head-dim", std::to_string(o.head_dim),
-         "is fixed by the model; use it only with --layers");
+  if (o.head_dim) {
+    if (o.layers == 0) {
+      fail("--head-dim", std::to_string(*o.head_dim),
+           "is fixed by the model; use it only with --layers");
+    }
+    if (*o.head_dim < 1) fail("--head-dim", std::to_string(*o.head_dim), "must be >= 1");
   }
   c.validate();
   return c;
@@ -220,15 +226,17 @@ void run_plan(const PlanOptions& o) {
   }
   std::printf("\n");
   draw(plan_diagram(plan));
-  std::printf("\nKV bytes per token  %s B  (standard: %s B, ratio %.4f = %d/%d KV layers)\n",
-              group_digits(bpt).c_str(), group_digits(bpt_std).c_str(),
-              static_cast<double>(bpt) / static_cast<double>(bpt_std), plan.num_kv_layers(),
-              standard.num_kv_layers());
+  const std::string dt = dtype_name(dtype);
+  std::printf(
+      "\nKV bytes per token  %s B at %s  (standard: %s B at %s, ratio %.4f = %d/%d KV layers)\n",
+      group_digits(bpt).c_str(), dt.c_str(), group_digits(bpt_std).c_str(), dt.c_str(),
+      static_cast<double>(bpt) / static_cast<double>(bpt_std), plan.num_kv_layers(),
+      standard.num_kv_layers());
   bool any_sliding_bank = false;
   for (int t : plan.kv_layers()) any_sliding_bank |= plan.bank_is_sliding(t);
   const auto seq = kv_sequence_bytes(plan, c, o.prompt, dtype);
-  std::printf("KV bytes for %d tokens  %s B (%s)%s\n", o.prompt, group_digits(seq).c_str(),
-              human_bytes(static_cast<double>(seq)).c_str(),
+  std::printf("KV bytes for %d tokens  %s B (%s) at %s%s\n", o.prompt, group_digits(seq).c_str(),
+              human_bytes(static_cast<double>(seq)).c_str(), dt.c_str(),
               any_sliding_bank ? "  (sliding banks hold at most the window)" : "");
 }
 
@@ -249,7 +257,9 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--kv-heads", o->kv_heads,
                   "KV heads H_kv (default: the model's; 1 with --layers)");
   cmd->add_option("--head-dim", o->head_dim, "Head dim D with --layers (default 128)");
-  cmd->add_option("--dtype", o->dtype, "KV dtype: f32, f16, bf16, fp8, int8")
+  cmd->add_option("--dtype", o->dtype,
+                  "K/V dtype the byte figures count: f32, f16 (an inference server's usual), "
+                  "bf16, fp8, int8 (generate holds its precision unless given --dtype)")
       ->capture_default_str();
   cmd->add_option("--prompt", o->prompt, "Prompt length for the pass schedule and sequence bytes")
       ->capture_default_str();

@@ -128,9 +128,10 @@ void run_squeeze(const SqueezeArgs& o) {
     std::printf(" %5d  %10.6f  %10.6f  %4d  %12.6f  %15.6f  %7d  %6d\n", l, c, 1.0 - c, rep.bank[l],
                 bc, 1.0 - bc, r.cluster[s], r.budget[s]);
   }
-  std::printf("\ntotal budget %ld tokens over %d banks (uniform: %ld); KV held %s\n",
+  std::printf("\ntotal budget %ld tokens over %d banks (uniform: %ld); KV held %s at %s\n",
               rep.total_budget, rep.evicting_banks, rep.uniform_total,
-              human_bytes(static_cast<double>(rep.kv_bytes_held)).c_str());
+              human_bytes(static_cast<double>(rep.kv_bytes_held)).c_str(),
+              dtype_name(session.kv_dtype()).c_str());
   std::printf("\npositions each bank kept after the prompt (KV head 0; %s chooses them):\n",
               o.run.policy.c_str());
   for (const auto& [bank, positions] : kept_head0) {

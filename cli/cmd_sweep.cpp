@@ -82,13 +82,15 @@ void run_sweep(const SweepArgs& o) {
              "full keeps every token: a budget or --squeeze needs an evicting policy");
       }
     }
+    session.check_eval(o.setup);  // the task, and this budget against every prompt
   }
 
   const EvalSetup& s = o.setup;
   const std::string plan = o.run.plan.empty() ? session.plan_spec() : o.run.plan;
+  const std::string dtype = dtype_name(session.kv_dtype());
   std::string csv =
       "task,plan,map,policy,budget,squeeze,examples,correct,scored,accuracy,perplexity,"
-      "kv_bytes_held,kv_bytes_full\n";
+      "kv_bytes_held,kv_bytes_full,kv_dtype\n";
   nlohmann::json json = nlohmann::json::array();
   bool header = false;  // printed with the first row: an error in the first run prints nothing else
   for (const Row& row : rows) {
@@ -105,7 +107,7 @@ void run_sweep(const SweepArgs& o) {
            budget + "," + (squeeze ? "\"" + o.run.squeeze + "\"" : std::string()) + "," +
            std::to_string(s.n) + "," + std::to_string(r.correct) + "," + std::to_string(r.scored) +
            "," + number(r.accuracy()) + "," + number(r.perplexity()) + "," +
-           number(r.kv_bytes_held) + "," + number(r.kv_bytes_full) + "\n";
+           number(r.kv_bytes_held) + "," + number(r.kv_bytes_full) + "," + dtype + "\n";
     json.push_back({{"task", s.task},
                     {"plan", plan},
                     {"map", session.plan().to_string()},
@@ -118,13 +120,14 @@ void run_sweep(const SweepArgs& o) {
                     {"accuracy", r.accuracy()},
                     {"perplexity", r.perplexity()},
                     {"kv_bytes_held", r.kv_bytes_held},
-                    {"kv_bytes_full", r.kv_bytes_full}});
+                    {"kv_bytes_full", r.kv_bytes_full},
+                    {"kv_dtype", dtype}});
     if (o.json) continue;
     if (!header) {
       std::printf("plan %s (%s), task %s, %d examples\n", plan.c_str(),
                   session.plan().to_string().c_str(), s.task.c_str(), s.n);
       std::printf("%-22s %-8s %9s %11s %14s %8s\n", "policy", "budget", "accuracy", "perplexity",
-                  "KV held", "of full");
+                  ("KV held (" + dtype + ")").c_str(), "of full");
       header = true;
     }
     std::printf("%-22s %-8s %9.3f %11s %14s %7.1f%%\n", row.policy.c_str(), budget.c_str(),
@@ -152,7 +155,9 @@ void add_sweep_command(CLI::App& app) {
                   "Comma-separated budgets: tokens (64) or percentages of the prompt (25%); not "
                   "with --squeeze (it sets the budgets: one row per policy)")
       ->capture_default_str();
-  cmd->add_option("--out", o->out, "CSV file to write");
+  cmd->add_option("--out", o->out,
+                  "CSV file to write (numbers as %.6g: scientific from 1e6 on; a kv_dtype "
+                  "column)");
   cmd->add_flag("--json", o->json, "Print the rows as a JSON array instead of the table");
   cmd->callback([o, cmd] {
     o->budgets_given = cmd->count("--budgets") > 0;

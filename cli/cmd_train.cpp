@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -153,7 +154,14 @@ void add_train_command(CLI::App& app) {
                   "Steps between writes of OUT/last (default: --val-every)");
   cmd->add_option("--stop-at", s.stop_at, "Stop after this step, checkpointed (tests)")->group("");
   cmd->add_option("-o,--out", s.out, "The run's directory (log.jsonl, last/, best/)")->required();
-  cmd->callback([a] { run_train(*a); });
+  cmd->callback([a, cmd] {
+    // A value given is checked as given: --heads 0 / --kv-heads 0 are errors, not the defaults.
+    for (const auto& [flag, value] :
+         {std::pair{"--heads", a->setup.heads}, std::pair{"--kv-heads", a->setup.kv_heads}}) {
+      if (cmd->count(flag) > 0 && value < 1) fail(flag, std::to_string(value), "must be >= 1");
+    }
+    run_train(*a);
+  });
 }
 
 }  // namespace kvlab::cli

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/formats/config_json.hpp"
@@ -37,6 +38,41 @@ void check_output_directory(const std::string& flag, const std::string& path) {
   if (!parent.empty() && !fs::is_directory(parent, ec)) {
     fail(flag, path, "its directory " + parent.string() + " does not exist");
   }
+}
+
+std::string create_parent_directories(const std::string& flag, const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  if (!p.has_filename()) p = p.parent_path();  // "a/b/" names the directory b
+  const fs::path parent = p.parent_path();
+  std::error_code ec;
+  if (parent.empty() || fs::is_directory(parent, ec)) return "";
+  fs::path top = parent;  // the topmost missing directory
+  while (top.has_parent_path() && top.parent_path() != top &&
+         !fs::exists(fs::symlink_status(top.parent_path(), ec))) {
+    top = top.parent_path();
+  }
+  fs::create_directories(parent, ec);
+  if (ec || !fs::is_directory(parent)) {
+    fail(flag, path,
+         "cannot create its directory " + parent.string() + ": " +
+             (ec ? ec.message() : std::string("a file is in the way")));
+  }
+  return top.string();
+}
+
+void remove_created_directories(const std::string& top) {
+  if (top.empty()) return;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // Only directories left empty: remove_all would also take what another process put there.
+  std::vector<fs::path> dirs;
+  for (auto it = fs::recursive_directory_iterator(top, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (it->is_directory(ec)) dirs.push_back(it->path());
+  }
+  for (auto d = dirs.rbegin(); d != dirs.rend(); ++d) fs::remove(*d, ec);  // fails unless empty
+  fs::remove(top, ec);
 }
 
 void check_replace_output(const std::string& out, bool force) {

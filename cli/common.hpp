@@ -24,6 +24,13 @@ ModelConfig resolve_model_config(const std::string& model);
 // `path` otherwise, before any work is done.
 void check_output_directory(const std::string& flag, const std::string& path);
 
+// Creates the missing directories above `path` (init -o a/b/c makes a/b): returns the topmost one
+// it created ("" when none was missing), for remove_created_directories after a failure. Throws
+// kvlab::Error naming `flag` and `path` when one cannot be made (a file in the way, permissions).
+std::string create_parent_directories(const std::string& flag, const std::string& path);
+// Removes what create_parent_directories created (nothing when `top` is empty), if still empty.
+void remove_created_directories(const std::string& top);
+
 // The one rule of the commands that write a model (init, convert): an existing `out` is refused
 // unless `force`; even with --force only a file, an empty directory or a checkpoint directory (one
 // holding config.json) is replaced, never another directory. Throws kvlab::Error naming -o.

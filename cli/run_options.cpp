@@ -9,18 +9,24 @@
 namespace kvlab::cli {
 
 ref::PrefillSchedule to_schedule(const ScheduleFlags& f) {
-  const int given = (f.passes != 0) + (f.converge != 0) + f.token_by_token;
+  const int given = f.passes.has_value() + f.converge.has_value() + f.token_by_token;
   if (given > 1) {
     fail("--passes/--converge/--token-by-token", "(several)", "choose at most one schedule");
   }
   ref::PrefillSchedule s;
   s.max_passes = f.max_passes;
-  if (f.passes != 0) {
+  // A value given is checked as given: --passes 0 is an error, not "no --passes".
+  if (f.passes) {
     s.mode = ref::PrefillMode::fixed;
-    s.passes = f.passes;
-  } else if (f.converge != 0) {
+    s.passes = *f.passes;
+  } else if (f.converge) {
+    if (!(*f.converge > 0 && *f.converge < 1)) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%g", *f.converge);
+      fail("--converge", text, "must be in (0, 1)");
+    }
     s.mode = ref::PrefillMode::converge;
-    s.eps = f.converge;
+    s.eps = *f.converge;
   } else if (f.token_by_token) {
     s.mode = ref::PrefillMode::token_by_token;
   }
@@ -39,6 +45,7 @@ RunOptions RunArgs::run_options() const {
   r.threads = threads;
   r.context = context;
   r.force_nodiag = force_nodiag;
+  r.kv_dtype = dtype;
   return r;
 }
 
@@ -95,6 +102,13 @@ void add_run_options(CLI::App* cmd, RunArgs& a, unsigned which) {
                     "prompt tokens)); needs an evicting policy. 100% is not full: the tokens "
                     "after the prompt still evict");
   }
+  if (which & kDtype) {
+    cmd->add_option("--dtype", a.dtype,
+                    "K/V storage dtype: f16 or bf16 (or f32 under --precision f64) rounds every K "
+                    "and V value to it as it is written (held rounded in the precision's memory; "
+                    "byte figures at the dtype); default: the precision (f32 or f64). fp8 and "
+                    "int8 are not simulated");
+  }
   if (which & kPositions) {
     cmd->add_option("--positions", a.positions, "Key positions: absolute or cache")
         ->capture_default_str();
@@ -147,6 +161,15 @@ void note_random_weights(const Session& s, const std::string& model) {
                "kvlab: note: --model %s names a shape, not trained weights: running random "
                "weights (seed 1; kvlab models lists the trained ones)\n",
                model.c_str());
+}
+
+std::string kv_dtype_note(const Session& s, bool with_memory) {
+  if (s.kv_memory_bytes() == s.kv_bytes_allocated()) return "";
+  return std::string(" (each K and V value rounded to ") + dtype_name(s.kv_dtype()) +
+         " as written, held in " + precision_name(s.precision()) + " memory" +
+         (with_memory ? ": " + human_bytes(static_cast<double>(s.kv_memory_bytes())) + " allocated"
+                      : std::string()) +
+         ")";
 }
 
 std::string printable(const std::string& bytes) {

@@ -115,9 +115,9 @@ ref::PrefillSchedule schedule_of(int passes, double converge, int max_passes, bo
   return s;
 }
 
-const char* const kRunKeys[] = {"plan",           "policy",  "budget",   "positions",
-                                "squeeze",        "passes",  "converge", "max_passes",
-                                "token_by_token", "threads", "context",  "force_nodiag"};
+const char* const kRunKeys[] = {
+    "plan",       "policy",         "budget",  "positions", "squeeze",      "passes", "converge",
+    "max_passes", "token_by_token", "threads", "context",   "force_nodiag", "dtype"};
 
 // `base` with the run options among `kw` changed (the CLI's flag names, '-' as '_').
 RunOptions apply_run(RunOptions r, const py::dict& kw) {
@@ -128,7 +128,7 @@ RunOptions apply_run(RunOptions r, const py::dict& kw) {
     if (!known) {
       fail(key, std::string(py::repr(item.second)),
            "is not a run option: plan, policy, budget, positions, squeeze, passes, converge, "
-           "max_passes, token_by_token, threads, context, force_nodiag");
+           "max_passes, token_by_token, threads, context, force_nodiag, dtype");
     }
   }
   const auto str = [&](const char* k, std::string& dst) {
@@ -159,6 +159,7 @@ RunOptions apply_run(RunOptions r, const py::dict& kw) {
   str("policy", r.policy);
   str("budget", r.budget);
   str("positions", r.positions);
+  str("dtype", r.kv_dtype);  // K/V storage dtype: None = the precision
   if (r.policy.empty()) r.policy = "full";
   if (r.positions.empty()) r.positions = "absolute";
   if (kw.contains("squeeze")) {
@@ -199,6 +200,7 @@ py::dict run_dict(const RunOptions& r) {
   d["threads"] = r.threads;
   d["context"] = r.context;
   d["force_nodiag"] = r.force_nodiag;
+  d["dtype"] = r.kv_dtype.empty() ? py::none() : py::cast(r.kv_dtype);
   return d;
 }
 
@@ -386,7 +388,8 @@ void bind_session(py::module_& m) {
       "'window:W', 'streaming:S', 'h2o:R'), budget (tokens: 128, or a percentage of the prompt: "
       "'25%'), positions "
       "('absolute'|'cache'), squeeze ('0.4,0.1'), passes, converge, max_passes, "
-      "token_by_token, threads, context, force_nodiag.\n\n"
+      "token_by_token, threads, context, force_nodiag, dtype (the K/V storage dtype: None = "
+      "the precision; 'f16' or 'bf16' rounds every K and V value as it is written).\n\n"
       "A prompt is a str (encoded, BOS first) or a list / 1-D integer array of token ids. "
       "Long calls release the GIL and stop on Ctrl-C (KeyboardInterrupt; the sequence is "
       "reset). Use as a context manager or call close(); a closed session raises kvlab.Error "
@@ -601,9 +604,11 @@ void bind_session(py::module_& m) {
             return rec;
           },
           "Subscribes a Recorder to event kinds ('kv_step', 'step_summary', 'prefill_pass', "
-          "'squeeze', 'h2o_scores', 'layer_importance', 'attention', 'default', 'all'; none: "
-          "default). Costly kinds (attention, h2o_scores, layer_importance) are computed only "
-          "while subscribed. `with s.record('attention') as rec: s.prefill(...)`.")
+          "'squeeze', 'h2o_scores', 'layer_importance', 'attention', 'kept', 'tensors', "
+          "'default', 'all'; none: default). 'all' is every kind but 'tensors' (every "
+          "intermediate tensor: ask for it by name), as in C++. Costly kinds (attention, "
+          "h2o_scores, layer_importance, kept, tensors) are computed only while subscribed. "
+          "`with s.record('attention') as rec: s.prefill(...)`.")
       // ---- state
       .def_property_readonly("config", [](const PySession& s) { return s.get().config(); })
       .def_property_readonly(
@@ -630,6 +635,9 @@ void bind_session(py::module_& m) {
                              [](const PySession& s) { return s.get().kv_bytes_held(); })
       .def_property_readonly("kv_bytes_allocated",
                              [](const PySession& s) { return s.get().kv_bytes_allocated(); })
+      .def_property_readonly(
+          "kv_dtype", [](const PySession& s) { return dtype_name(s.get().kv_dtype()); },
+          "The dtype K/V are stored and counted at: the dtype= run option, else the precision.")
       .def_property_readonly("h2o_score_bytes",
                              [](const PySession& s) { return s.get().h2o_score_bytes(); })
       .def_property_readonly(

@@ -37,8 +37,18 @@ void Recorder::on_attention(const AttentionEvent& e) {
   std::lock_guard lock(mu_);
   attention.push_back(std::make_shared<AttentionEvent>(e));
 }
+void Recorder::on_kept(const KeptEvent& e) {
+  std::lock_guard lock(mu_);
+  kept.push_back(std::make_shared<KeptEvent>(e));
+}
+void Recorder::on_tensor(const TensorEvent& e) {
+  std::lock_guard lock(mu_);
+  tensors.push_back(std::make_shared<TensorEvent>(e));
+}
 void Recorder::clear() {
   std::lock_guard lock(mu_);
+  kept.clear();
+  tensors.clear();
   kv_steps.clear();
   summaries.clear();
   passes.clear();
@@ -180,11 +190,40 @@ void bind_telemetry(py::module_& m) {
           },
           "(heads, rows, cells) float32, a view (no copy).");
 
+  py::class_<KeptEvent, shared_ptr<KeptEvent>>(
+      m, "KeptEvent",
+      "Which positions a bank kept (kind kept): after the prefill and after each decode step, "
+      "one per bank and KV head, for every policy (full keeps every position).")
+      .def_readonly("step", &KeptEvent::step, "0 = prefill, then 1, 2, ... per decoded token.")
+      .def_readonly("bank", &KeptEvent::bank, "The KV layer.")
+      .def_readonly("kv_head", &KeptEvent::kv_head)
+      .def_readonly("policy", &KeptEvent::policy,
+                    "The bank's policy ('h2o', 'window:16', 'sliding' for a sliding layer).")
+      .def_readonly("budget", &KeptEvent::budget, "Tokens; 0: none (full).")
+      .def_property_readonly("positions", vec(&KeptEvent::positions), "Held, in cache order.");
+  py::class_<TensorEvent, shared_ptr<TensorEvent>>(
+      m, "TensorEvent",
+      "One named intermediate tensor of a forward step (kind tensors; names as in "
+      "docs/crosscheck.md, e.g. 'prefill.layer0.attn.k'). `array` is shaped: float64 values, or "
+      "int64 for integer tensors (token ids, positions).")
+      .def_readonly("name", &TensorEvent::name)
+      .def_readonly("shape", &TensorEvent::shape)
+      .def_readonly("integer", &TensorEvent::integer)
+      .def_property_readonly(
+          "array",
+          [](py::object self) -> py::object {
+            const auto& e = self.cast<const TensorEvent&>();
+            const std::vector<py::ssize_t> shape(e.shape.begin(), e.shape.end());
+            if (e.integer) return view(e.ints.data(), shape, self);
+            return view(e.values.data(), shape, self);
+          },
+          "The tensor, shaped, a read-only view (no copy).");
+
   py::class_<Recorder, shared_ptr<Recorder>>(
       m, "Recorder",
       "Collects a session's telemetry events (Session.record(kinds)). Lists of events: "
-      "kv_steps, summaries, passes, squeezes, h2o_scores, importance, attention. Use as a "
-      "context manager, or call close() to unsubscribe.")
+      "kv_steps, summaries, passes, squeezes, h2o_scores, importance, attention, kept, tensors. "
+      "Use as a context manager, or call close() to unsubscribe.")
       .def_property_readonly(
           "kinds", [](const Recorder& r) { return r.kinds; }, "The event mask subscribed to.")
       .def_property_readonly("kv_steps", [](Recorder& r) { return snapshot(r.mu(), r.kv_steps); })
@@ -196,6 +235,8 @@ void bind_telemetry(py::module_& m) {
       .def_property_readonly("importance",
                              [](Recorder& r) { return snapshot(r.mu(), r.importance); })
       .def_property_readonly("attention", [](Recorder& r) { return snapshot(r.mu(), r.attention); })
+      .def_property_readonly("kept", [](Recorder& r) { return snapshot(r.mu(), r.kept); })
+      .def_property_readonly("tensors", [](Recorder& r) { return snapshot(r.mu(), r.tensors); })
       .def("clear", &Recorder::clear, "Forgets the events recorded so far.")
       .def("close", &Recorder::close, "Unsubscribes from the session (events stay readable).")
       .def_property_readonly("active", &Recorder::active, "Still subscribed.")

@@ -21,8 +21,10 @@ EventMask parse_kinds(const std::vector<std::string>& names) {
       {"h2o_scores", mask(EventKind::h2o_scores)},
       {"layer_importance", mask(EventKind::layer_importance)},
       {"attention", mask(EventKind::attention)},
+      {"kept", mask(EventKind::kept)},
+      {"tensors", mask(EventKind::tensors)},
       {"default", kDefaultEvents},
-      {"all", kAllEvents},
+      {"all", kAllEvents},  // as in C++: every kind but tensors (ask for it by name)
   };
   EventMask m = 0;
   for (const std::string& n : names) {
@@ -33,7 +35,7 @@ EventMask parse_kinds(const std::vector<std::string>& names) {
     if (!found) {
       fail("kinds", n,
            "must be kv_step, step_summary, prefill_pass, squeeze, h2o_scores, "
-           "layer_importance, attention, default or all");
+           "layer_importance, attention, kept, tensors, default or all");
     }
   }
   return m ? m : kDefaultEvents;

@@ -20,6 +20,8 @@ class Recorder : public Observer {
   void on_h2o_scores(const H2oScoresEvent& e) override;
   void on_layer_importance(const LayerImportanceEvent& e) override;
   void on_attention(const AttentionEvent& e) override;
+  void on_kept(const KeptEvent& e) override;
+  void on_tensor(const TensorEvent& e) override;
   void clear();
   void close();  // unsubscribes (the events stay)
   bool active() const { return !box_.expired(); }
@@ -34,6 +36,8 @@ class Recorder : public Observer {
   std::vector<std::shared_ptr<H2oScoresEvent>> h2o_scores;
   std::vector<std::shared_ptr<LayerImportanceEvent>> importance;
   std::vector<std::shared_ptr<AttentionEvent>> attention;
+  std::vector<std::shared_ptr<KeptEvent>> kept;
+  std::vector<std::shared_ptr<TensorEvent>> tensors;
 
  private:
   std::weak_ptr<SessionBox> box_;

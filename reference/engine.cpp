@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "reference/cpu_backend.hpp"
+#include "reference/kv_dtype.hpp"
 #include "reference/positions.hpp"
 #include "reference/tensor_tap.hpp"
 
@@ -53,7 +54,9 @@ Engine<S>::Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions 
       plan_(resolve_plan(w_->plan, o.plan)),
       context_(resolve_context(w_->config, o.context)),
       force_nodiag_(o.force_nodiag),
-      kv_(plan_, w_->config, context_, o.policy),
+      kv_dtype_(check_kv_dtype(o.kv_dtype.value_or(engine_dtype(sizeof(S))), sizeof(S))),
+      round_kv_(dtype_bytes(kv_dtype_) < static_cast<int>(sizeof(S))),
+      kv_(plan_, w_->config, context_, o.policy, nullptr, dtype_bytes(kv_dtype_)),
       schedule_(o.schedule),
       blocks_(plan_.cyclic_blocks()),
       exact_k_(kv_.num_banks()),
@@ -168,6 +171,17 @@ void Engine<S>::apply_prompt_budgets(int T) {
     for (int b : evicting) kv_.set_budget(b, B);
   }
   for (int b : evicting) kv_.apply_policy(b);
+}
+
+template <typename S>
+void Engine<S>::check_prompt_budget(int prompt_tokens) const {
+  if (squeeze_spec_.enabled || budget_.unset()) return;
+  for (int b = 0; b < kv_.num_banks(); ++b) {
+    if (!kv_.bank(b).evicts()) continue;
+    // As apply_prompt_budgets resolves it (every evicting bank alike: once is enough).
+    check_bank_budget(policy_, budget_.resolve(prompt_tokens), BudgetSource::user);
+    return;
+  }
 }
 
 template <typename S>
@@ -397,12 +411,18 @@ void Engine<S>::write_kv(int l, const int* pos, int T, bool batched, Buffer<S> k
   const int b = kv_.bank_of_layer(l);
   const bool cache_mode =
       kv_.bank(b).evicts() && kv_.bank(b).policy.positions == PositionMode::cache;
+  const long n = static_cast<long>(T) * c.num_key_value_heads * c.head_dim;
+  // A narrower K/V dtype: the values every attention reads are the stored, rounded ones. Keys are
+  // rounded as stored: pre-RoPE in cache position mode, after RoPE otherwise.
+  if (round_kv_) round_to_dtype(v.data(), n, kv_dtype_);
   if (cache_mode) {
+    if (round_kv_) round_to_dtype(k.data(), n, kv_dtype_);
     // Pre-RoPE keys go to the bank; readers rotate them by slot (§5, positions.hpp).
     if (batched) rows.k_raw[b] = k;
     if (!batched) kv_.append(b, k.data(), v.data(), pos, T);
   }
   backend_->rope(k.data(), pos, T, Hkv, c.head_dim, c.rope_theta, RopePairing::half);  // §2
+  if (round_kv_ && !cache_mode) round_to_dtype(k.data(), n, kv_dtype_);
   if (tapping_) {
     tap(tap_name(l, "attn.k"), {T, Hkv, c.head_dim}, k.data());
     tap(tap_name(l, "attn.v"), {T, Hkv, c.head_dim}, v.data());

@@ -12,6 +12,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/accounting.hpp"
 #include "core/plan.hpp"
 #include "core/telemetry.hpp"
 #include "reference/backend.hpp"
@@ -54,6 +55,10 @@ struct EngineOptions {
   PolicySpec policy;           // what each (non-sliding) bank keeps between steps (§5)
   BudgetSpec budget;           // uniform budget per bank; unset = the context
   SqueezeSpec squeeze;         // SqueezeAttention budgets per bank (§6); needs an evicting policy
+  // The dtype K and V are stored at (kv_dtype.hpp); unset: the engine's precision. Narrower (f16,
+  // bf16; f32 in a float64 engine): every K and V value is rounded to it where write_kv writes it,
+  // and the byte figures count its bytes.
+  std::optional<Dtype> kv_dtype;
 };
 
 template <typename S>
@@ -82,6 +87,8 @@ class Engine {
   int num_banks() const { return kv_.num_banks(); }
   int context() const { return context_; }
   int position() const { return pos_; }  // tokens in the current sequence
+  // The dtype K/V are stored at: options.kv_dtype, else the precision (f32 or f64).
+  Dtype kv_dtype() const { return kv_dtype_; }
   const KvStore<S>& kv() const { return kv_; }
   KvStore<S>& kv() { return kv_; }
 
@@ -96,6 +103,11 @@ class Engine {
   // Exact K/V of bank b for the next prefill's prompt, (T, H_kv*D) each, from a token-by-token
   // run: iterative passes then report their error against it (PrefillPassEvent::err_k/err_v).
   void set_exact_kv(int bank, std::vector<S> k, std::vector<S> v);
+
+  // Throws the kvlab::Error a prefill of `prompt_tokens` tokens would throw when the uniform
+  // budget resolves (a percentage that keeps no token of this prompt, a budget below the policy's
+  // least), without running anything: a sweep or a task checks every prompt before the first.
+  void check_prompt_budget(int prompt_tokens) const;
 
   // SqueezeAttention's analysis of the last prompt (empty unless options.squeeze.enabled).
   const SqueezeResult& squeeze() const { return squeeze_result_; }
@@ -190,6 +202,8 @@ class Engine {
   KvPlan plan_;
   int context_;
   bool force_nodiag_;
+  Dtype kv_dtype_;
+  bool round_kv_;  // kv_dtype_ is narrower than S: write_kv rounds
   KvStore<S> kv_;
   ObserverList observers_;
   PrefillSchedule schedule_;

@@ -18,10 +18,14 @@ class KvStore {
   // Banks for the plan's KV layers, each able to hold `context` tokens (a sliding bank: its
   // window). `policy` applies to the banks that are not sliding; their budgets are set by
   // set_budget() and take effect at apply_policy() (when a prefill ends, after each decode step).
-  // `storage`: null = host memory.
+  // `storage`: null = host memory. `elem_bytes`: the bytes of one K or V element in the byte
+  // figures (bytes_held, bank_bytes_held); 0 = sizeof(S). A narrower storage dtype is simulated by
+  // the engine (kv_dtype.hpp): the values are held rounded in S, counted at the dtype's bytes.
   KvStore(const KvPlan& plan, const ModelConfig& cfg, int context, PolicySpec policy = {},
-          std::unique_ptr<KvStorage<S>> storage = nullptr)
-      : layout_(plan, cfg, context, policy), storage_(std::move(storage)) {
+          std::unique_ptr<KvStorage<S>> storage = nullptr, int elem_bytes = 0)
+      : layout_(plan, cfg, context, policy),
+        storage_(std::move(storage)),
+        elem_(elem_bytes > 0 ? elem_bytes : static_cast<int>(sizeof(S))) {
     if (!storage_) {
       std::vector<int> rows;
       for (int b = 0; b < layout_.num_banks(); ++b) rows.push_back(layout_.bank(b).capacity);
@@ -62,18 +66,27 @@ class KvStore {
   std::vector<int> positions(int b, int g = 0) const { return layout_.positions(b, g); }
   std::vector<int> head_positions(int b) const { return layout_.head_positions(b); }
 
-  std::int64_t bytes_per_cell() const { return layout_.bytes_per_cell(sizeof(S)); }
-  std::int64_t bank_bytes_held(int b) const { return layout_.bank_bytes_held(b, sizeof(S)); }
-  std::int64_t bytes_held() const { return layout_.bytes_held(sizeof(S)); }
-  // Bytes actually allocated for K and V (the storage's). Without eviction this equals core's
-  // accounting for the plan and context; an evicting bank keeps budget + 1 rows.
-  std::int64_t bytes_allocated() const { return storage_->bytes_allocated(); }
+  // K/V bytes at the storage dtype's element size (elem_bytes).
+  int elem_bytes() const { return elem_; }
+  std::int64_t bytes_per_cell() const { return layout_.bytes_per_cell(elem_); }
+  std::int64_t bank_bytes_held(int b) const { return layout_.bank_bytes_held(b, elem_); }
+  std::int64_t bytes_held() const { return layout_.bytes_held(elem_); }
+  // Bytes allocated for K and V, at the storage dtype's element size: the storage's rows. Without
+  // eviction this equals core's accounting for the plan and context; an evicting bank keeps
+  // budget + 1 rows.
+  std::int64_t bytes_allocated() const {
+    return storage_->bytes_allocated() / static_cast<std::int64_t>(sizeof(S)) * elem_;
+  }
+  // The memory the storage holds, in elements of S (equals bytes_allocated unless a narrower
+  // storage dtype is simulated).
+  std::int64_t memory_bytes() const { return storage_->bytes_allocated(); }
   // H2O score and count arrays of the held cells: bookkeeping, not in the K/V figures (§7).
   std::int64_t score_bytes_held() const { return layout_.score_bytes_held(); }
 
  private:
   KvLayout layout_;
   std::unique_ptr<KvStorage<S>> storage_;
+  int elem_;
 };
 
 }  // namespace kvlab::ref

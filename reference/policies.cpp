@@ -120,9 +120,14 @@ int BudgetSpec::resolve(int prompt_tokens) const {
   if (tokens > 0) return tokens;
   const int b = fraction_tokens(fraction, prompt_tokens);
   if (b < 1) {
+    // The least percentage that keeps a token of this prompt, rounded up to a hundredth.
+    const double least = std::ceil(10000.0 / std::max(1, prompt_tokens)) / 100.0;
+    char hint[64];
+    std::snprintf(hint, sizeof hint, "%g%%", std::min(100.0, least));
     fail("--budget", to_string(),
-         "floor(f * N) = 0 tokens for a prompt of " + std::to_string(prompt_tokens) +
-             " tokens; use a larger fraction");
+         to_string() + " of a prompt of " + std::to_string(prompt_tokens) + " tokens keeps floor(" +
+             to_string() + " · " + std::to_string(prompt_tokens) + ") = 0 tokens; give at least " +
+             hint + " or a budget in tokens");
   }
   return b;
 }

@@ -115,10 +115,9 @@ BenchResult bench(ref::Engine<S>& e, const BenchSetup& setup) {
   const double weight_bytes =
       static_cast<double>(w.bytes()) -
       (c.tie_word_embeddings ? 0.0 : static_cast<double>(w.embed.size()) * sizeof(S));
-  const double kv_bytes = decode
-                              ? static_cast<double>(kv_bytes_read_per_step(
-                                    e.plan(), c, context + 1 + tokens / 2, engine_dtype(sizeof(S))))
-                              : 0.0;
+  const double kv_bytes = decode ? static_cast<double>(kv_bytes_read_per_step(
+                                       e.plan(), c, context + 1 + tokens / 2, e.kv_dtype()))
+                                 : 0.0;
   res.weight_bytes_per_token = decode ? weight_bytes : 0.0;
   res.kv_bytes_per_token = kv_bytes;
   res.achieved_gb_s = decode ? (weight_bytes + kv_bytes) * res.tokens_per_s / 1e9 : 0.0;

@@ -15,8 +15,14 @@ double EvalResult::perplexity() const {
 
 namespace detail {
 
+namespace {
+
+// The task's examples, every one checked before any runs: it fits the context with its questions,
+// and the engine's budget resolves for its prompt (a percentage that keeps no token is refused
+// here, naming the budget and the prompt's length, not after other examples or sweep rows ran).
 template <typename S>
-EvalResult eval(ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSetup& o) {
+std::vector<ref::TaskExample> eval_examples(const ref::Engine<S>& engine,
+                                            const Tokenizer& tokenizer, const EvalSetup& o) {
   const ModelConfig& c = engine.config();
   if (o.n < 1 || o.n > 10000) fail("--n", std::to_string(o.n), "must be in [1, 10000]");
   if (o.show < 0 || o.show > o.n) {
@@ -57,7 +63,21 @@ EvalResult eval(ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSe
            "the task needs " + std::to_string(total) +
                " tokens with its questions; the model's context is " + std::to_string(max_len));
     }
+    engine.check_prompt_budget(static_cast<int>(ex.context.size()));
   }
+  return examples;
+}
+
+}  // namespace
+
+template <typename S>
+void check_eval(const ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSetup& setup) {
+  eval_examples(engine, tokenizer, setup);
+}
+
+template <typename S>
+EvalResult eval(ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSetup& o) {
+  const std::vector<ref::TaskExample> examples = eval_examples(engine, tokenizer, o);
   EvalResult r;
   for (const auto& ex : examples) {
     const ref::TaskScore s = ref::run_task(engine, ex);
@@ -85,12 +105,14 @@ EvalResult eval(ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSe
     // window), not a formula of its own.
     r.kv_bytes_full += static_cast<double>(kv_sequence_bytes(
                            engine.plan(), engine.config(),
-                           static_cast<std::int64_t>(ex.context.size()), engine_dtype(sizeof(S)))) /
+                           static_cast<std::int64_t>(ex.context.size()), engine.kv_dtype())) /
                        examples.size();
   }
   return r;
 }
 
+template void check_eval(const ref::Engine<float>&, const Tokenizer&, const EvalSetup&);
+template void check_eval(const ref::Engine<double>&, const Tokenizer&, const EvalSetup&);
 template EvalResult eval(ref::Engine<float>&, const Tokenizer&, const EvalSetup&);
 template EvalResult eval(ref::Engine<double>&, const Tokenizer&, const EvalSetup&);
 

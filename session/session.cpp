@@ -51,6 +51,9 @@ ref::EngineOptions engine_options(const RunOptions& r, const ModelConfig& c) {
     }
   }
   if (!r.plan.empty()) eo.plan = KvPlan::parse(r.plan, c.num_hidden_layers);
+  if (!r.kv_dtype.empty()) {
+    eo.kv_dtype = r.kv_dtype == "f64" ? Dtype::f64 : parse_dtype(r.kv_dtype);  // checked by size
+  }
   return eo;
 }
 
@@ -320,6 +323,10 @@ EvalResult Session::eval(const EvalSetup& setup) {
   return impl_->visit([&](auto& m) { return detail::eval(*m.engine, *impl_->tokenizer, setup); });
 }
 
+void Session::check_eval(const EvalSetup& setup) const {
+  impl_->visit([&](const auto& m) { detail::check_eval(*m.engine, *impl_->tokenizer, setup); });
+}
+
 BenchResult Session::bench(const BenchSetup& setup) {
   return impl_->visit([&](auto& m) { return detail::bench(*m.engine, setup); });
 }
@@ -426,6 +433,14 @@ std::int64_t Session::kv_bytes_held() const {
 
 std::int64_t Session::kv_bytes_allocated() const {
   return impl_->visit([](const auto& m) { return m.engine->kv().bytes_allocated(); });
+}
+
+Dtype Session::kv_dtype() const {
+  return impl_->visit([](const auto& m) { return m.engine->kv_dtype(); });
+}
+
+std::int64_t Session::kv_memory_bytes() const {
+  return impl_->visit([](const auto& m) { return m.engine->kv().memory_bytes(); });
 }
 
 std::int64_t Session::h2o_score_bytes() const {

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/accounting.hpp"
 #include "core/config.hpp"
 #include "core/plan.hpp"
 #include "core/telemetry.hpp"
@@ -56,6 +57,10 @@ struct RunOptions {
   int threads = 1;                     // [1, 256]
   int context = 0;                     // longest sequence; 0: max_position_embeddings
   bool force_nodiag = false;           // mask the diagonal in every layer
+  // The dtype K and V are stored at: "" (the precision, f32 or f64), "f16", "bf16", "f32", "f64".
+  // Narrower than the precision: each value is rounded to it as it is written and held rounded in
+  // the precision's memory (reference/kv_dtype.hpp); the byte figures count the dtype's bytes.
+  std::string kv_dtype;
 };
 
 // What Session::load reads, and how it runs it.
@@ -219,6 +224,10 @@ class Session {
   TraceReport trace_prefill(const std::vector<int>& tokens, bool exact);
   // A task (passkey, mqar, ppl) under the session's plan, policy and budget.
   EvalResult eval(const EvalSetup& setup);
+  // Checks, without running anything, what eval(setup) checks before its first example: the
+  // task's options, every example against the context, and the budget against every prompt (a
+  // percentage that keeps no token is refused naming the budget and the prompt's length).
+  void check_eval(const EvalSetup& setup) const;
   // Decode or prefill speed (best of setup.repeat). The session's sequence is overwritten.
   BenchResult bench(const BenchSetup& setup);
   // d loss / d parameter of the mean next-token loss of `tokens` (inputs all but the last,
@@ -255,8 +264,14 @@ class Session {
   int position() const;  // tokens in the current sequence
   int context() const;   // the longest sequence
   int num_banks() const;
+  // K/V bytes at kv_dtype(): held now, allocated (each bank's rows).
   std::int64_t kv_bytes_held() const;
   std::int64_t kv_bytes_allocated() const;
+  // The dtype K/V are stored (and counted) at: run_options().kv_dtype, else the precision.
+  Dtype kv_dtype() const;
+  // The memory K/V occupy: kv_bytes_allocated() unless kv_dtype() is narrower than the precision
+  // (the rounded values are held in the precision's elements).
+  std::int64_t kv_memory_bytes() const;
   // H2O's score and count arrays of the held cells: bookkeeping, apart from the K/V (§7).
   std::int64_t h2o_score_bytes() const;
   const std::vector<int>& passes_run() const;  // per cyclic block, by the last prefill

@@ -41,6 +41,8 @@ TraceReport trace_prefill(const Model<S>& model, const ref::EngineOptions& optio
 // session/eval.cpp
 template <typename S>
 EvalResult eval(ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSetup& setup);
+template <typename S>
+void check_eval(const ref::Engine<S>& engine, const Tokenizer& tokenizer, const EvalSetup& setup);
 
 // session/bench.cpp
 template <typename S>

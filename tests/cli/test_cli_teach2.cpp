@@ -173,7 +173,7 @@ TEST(Teach2Budgets, OneSyntaxAndNoIgnoredBudget) {
   EXPECT_NE(gen.output.find("--budget = 10% is invalid: policy full"), std::string::npos);
   // generate's byte figures name the dtype they count (the reference holds its precision).
   const RunResult held = run_kvlab("generate --model tiny-standard --prompt hi --max-new 1");
-  EXPECT_NE(held.output.find("allocated (f32 K/V"), std::string::npos) << held.output;
+  EXPECT_NE(held.output.find("allocated at f32 (the precision"), std::string::npos) << held.output;
 }
 
 // One Squeeze vocabulary: --squeeze f0,f3 (or f0,p=P, or percentages) everywhere; squeeze's

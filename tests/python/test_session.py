@@ -147,3 +147,65 @@ def test_dump_gives_every_intermediate_as_numpy_and_equals_the_cli(tiny, kvlab_c
     assert all(".layer1.attn.probs" in k or "token" in k for k in only), sorted(only)
     with pytest.raises(kvlab.Error, match="--what"):
         tiny.dump(PROMPT, what="nonsense")
+
+
+def test_record_kept_and_tensors(kvlab_cli, tmp_path):
+    # `kept`: the positions every bank and KV head kept, after the prefill and each decode step,
+    # as `kvlab generate --telemetry F --kept` writes them.
+    with kvlab.Session("tiny-standard", policy="window", budget=6) as s:
+        with s.record("kept") as rec:
+            r = s.generate(PROMPT, max_new=3)
+        kept = rec.kept
+        banks, heads = s.num_banks, s.config.num_key_value_heads
+        steps = len(r.tokens) + 1  # the prefill, then one per decoded token but the last
+        assert len(kept) in (steps * banks * heads, (steps - 1) * banks * heads)
+        e = kept[-1]
+        assert isinstance(e, kvlab.KeptEvent) and e.policy.startswith("window") and e.budget == 6
+        assert e.positions.dtype == np.int32 and len(e.positions) == 6
+        assert not e.positions.flags.writeable
+        assert rec.kv_steps == [] and rec.tensors == []  # only what was asked for
+        # the same decisions the CLI writes
+        out = tmp_path / "t.jsonl"
+        kvlab_cli("generate", "--model", "tiny-standard", "--policy", "window", "--budget", "6",
+                  "--prompt", PROMPT, "--max-new", "3", "--telemetry", out, "--kept")
+        import json
+        cli = [j for j in map(json.loads, out.read_text().splitlines()) if j["event"] == "kept"]
+        assert len(cli) == len(kept)
+        for j, k in zip(cli, kept):
+            assert (j["step"], j["bank"], j["kv_head"], j["budget"]) == \
+                (k.step, k.bank, k.kv_head, k.budget)
+            assert j["positions"] == k.positions.tolist()
+
+        # "all" is every kind but tensors, as C++'s kAllEvents: kept events arrive, tensors not.
+        with s.record("all") as rec:
+            s.prefill(PROMPT)
+        assert len(rec.kept) == banks * heads and rec.kv_steps and rec.tensors == []
+
+        # `tensors`, asked for by name: every intermediate, shaped, as `kvlab dump` names them.
+        s.configure(policy="full", budget=None)
+        with s.record("tensors") as rec:
+            s.prefill(PROMPT)
+        names = {t.name: t for t in rec.tensors}
+        k = names["prefill.layer0.attn.k"]
+        assert isinstance(k, kvlab.TensorEvent) and not k.integer
+        T = s.position
+        assert tuple(k.shape) == (T, heads, s.config.head_dim) == k.array.shape
+        assert np.array_equal(k.array, s.bank_kv(0).k)  # what bank 0 holds, bit for bit
+        read = names["prefill.layer0.attn.read_positions"]  # (H_kv, N) int64: cells' positions
+        assert read.integer and read.array.dtype == np.int64 and read.array.shape == (heads, T)
+        assert (read.array == np.arange(T)).all()
+        with pytest.raises(kvlab.Error, match="kinds = nope is invalid: must be .*kept, tensors"):
+            s.record("nope")
+
+
+def test_kv_dtype_rounds_the_stored_values():
+    with kvlab.Session("tiny-standard", precision="f64") as a, \
+            kvlab.Session("tiny-standard", precision="f64", dtype="f16") as b:
+        assert a.kv_dtype == "f64" and b.kv_dtype == "f16" and b.run_options["dtype"] == "f16"
+        la, lb = a.prefill(PROMPT), b.prefill(PROMPT)
+        assert 0 < np.abs(la - lb).max() < 1e-2 * np.abs(la).max()
+        assert a.kv_bytes_held == 4 * b.kv_bytes_held
+        k = b.bank_kv(0).k
+        assert np.array_equal(k, k.astype(np.float16).astype(np.float64))  # f16 values
+        with pytest.raises(kvlab.Error, match="--dtype = fp8 is invalid"):
+            b.configure(dtype="fp8")
