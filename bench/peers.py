@@ -66,8 +66,9 @@ def fail(field, value, why):
     sys.exit(2)
 
 
-def run(cmd, env=None, stderr=False):
-    """Runs cmd; returns (seconds, stdout), or (seconds, stderr) with stderr=True."""
+def run(cmd, env=None, stderr=False, streams=False):
+    """Runs cmd; returns (seconds, stdout), (seconds, stderr) with stderr=True, or
+    (seconds, stdout, stderr) with streams=True."""
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
@@ -77,6 +78,8 @@ def run(cmd, env=None, stderr=False):
     dt = time.perf_counter() - t0
     if p.returncode != 0:
         sys.exit(f"bench/peers.py: {' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    if streams:
+        return dt, p.stdout, p.stderr
     return dt, p.stderr if stderr else p.stdout
 
 
@@ -201,6 +204,25 @@ class Programs:
         cmd += ["-i", prompt or ""]
         return run(cmd, env={"OMP_NUM_THREADS": str(threads)})
 
+    # As kvlab_generate / runc_generate from BOS, with the seconds each program's own clock gives
+    # its generated tokens (loading excluded): kvlab's "N new tokens, R tokens/s", run's
+    # "achieved tok/s" (over the tokens after the first). None when a program did not print it.
+    def kvlab_generate_timed(self, steps, threads):
+        cmd = [self.kvlab, "generate", "--model", self.model, "--tokenizer", self.tok,
+               "--threads", str(threads), "--prompt", "", "--max-new", str(steps)]
+        dt, out, err = run(cmd, streams=True)
+        m = re.search(r"(\d+) new tokens, ([0-9.]+) tokens/s", err)
+        own = int(m.group(1)) / float(m.group(2)) if m and float(m.group(2)) > 0 else None
+        return dt, out, own
+
+    def runc_generate_timed(self, steps, threads):
+        cmd = [self.run_c, self.model, "-z", self.tok, "-t", "0", "-n", str(steps), "-s", "1",
+               "-i", ""]
+        dt, out, err = run(cmd, env={"OMP_NUM_THREADS": str(threads)}, streams=True)
+        m = re.search(r"achieved tok/s: ([0-9.]+)", err)
+        own = (steps - 1) / float(m.group(1)) if m and float(m.group(1)) > 0 else None
+        return dt, out, own
+
     def kvlab_bench(self, mode, context, threads, repeat, tokens=None):
         cmd = [self.kvlab, "bench", mode, "--model", self.model, "--context", str(context),
                "--threads", str(threads), "--repeat", str(repeat), "--json"]
@@ -274,12 +296,20 @@ def decode_rows(p, a):
         for depth in a.depths:
             lo, hi = max(depth, 2), depth + a.tokens
             ratios, kv_rates, rc_rates, same = [], [], [], True
+            own = ([], [], [])  # the same rounds on each program's own clock: ratios, kvlab, run
             for i in range(a.runs):
-                (k_lo, _), (r_lo, _) = both(i, lambda: p.kvlab_generate(lo, threads),
-                                            lambda: p.runc_generate(lo, threads))
-                (k_hi, k_out), (r_hi, r_out) = both(i, lambda: p.kvlab_generate(hi, threads),
-                                                    lambda: p.runc_generate(hi, threads))
+                (k_lo, _, ko_lo), (r_lo, _, ro_lo) = both(
+                    i, lambda: p.kvlab_generate_timed(lo, threads),
+                    lambda: p.runc_generate_timed(lo, threads))
+                (k_hi, k_out, ko_hi), (r_hi, r_out, ro_hi) = both(
+                    i, lambda: p.kvlab_generate_timed(hi, threads),
+                    lambda: p.runc_generate_timed(hi, threads))
                 same = same and text_of(k_out) == text_of(r_out)
+                if None not in (ko_lo, ko_hi, ro_lo, ro_hi) and ko_hi > ko_lo and ro_hi > ro_lo:
+                    kv_own, rc_own = (hi - lo) / (ko_hi - ko_lo), (hi - lo) / (ro_hi - ro_lo)
+                    own[0].append(kv_own / rc_own)
+                    own[1].append(kv_own)
+                    own[2].append(rc_own)
                 if k_hi <= k_lo or r_hi <= r_lo:  # loading noise swamped the tokens timed
                     print(f"  (a round at depth {depth} dropped: the longer run was not slower; "
                           "give more --tokens)", flush=True)
@@ -297,6 +327,11 @@ def decode_rows(p, a):
             rows.append(row(f"decode, depth {depth}", threads, "llama2.c run", kv_rates, rc_rates,
                             ratios, same and checked if checked is not None else same))
             print(fmt_row(rows[-1]), flush=True)
+            if own[0]:
+                rows.append(row(f"decode, depth {depth}", threads,
+                                "llama2.c run (each program's own clock)", own[1], own[2], own[0],
+                                same and checked if checked is not None else same))
+                print(fmt_row(rows[-1]), flush=True)
             if p.llama_bench:
                 rows.append(llamacpp_decode_row(p, a, depth, threads))
                 print(fmt_row(rows[-1]), flush=True)
