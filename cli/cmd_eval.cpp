@@ -13,6 +13,25 @@
 
 namespace kvlab::cli {
 
+nlohmann::json eval_result_json(const std::string& task, const std::string& plan,
+                                const std::string& map, const std::string& policy,
+                                const std::string& budget, const std::string& squeeze,
+                                const EvalResult& r, const std::string& kv_dtype) {
+  return {{"task", task},
+          {"plan", plan},
+          {"map", map},
+          {"policy", policy},
+          {"budget", budget},
+          {"squeeze", squeeze},
+          {"correct", r.correct},
+          {"scored", r.scored},
+          {"accuracy", r.accuracy()},
+          {"perplexity", r.perplexity()},
+          {"kv_bytes_held", r.kv_bytes_held},
+          {"kv_bytes_full", r.kv_bytes_full},
+          {"kv_dtype", kv_dtype}};
+}
+
 void add_eval_options(CLI::App* cmd, RunArgs& run, EvalSetup& s, unsigned which) {
   add_run_options(cmd, run, kPositions | kSqueeze | kDtype | which);
   cmd->add_option("--task", s.task, "passkey, mqar or ppl")->capture_default_str();
@@ -74,20 +93,9 @@ void run_eval_command(const EvalArgs& o) {
                        {"produced_text", session.decode(e.produced)},
                        {"correct", e.correct}});
     }
-    const nlohmann::json result{{"task", o.setup.task},
-                                {"plan", plan},
-                                {"map", map},
-                                {"policy", o.run.policy},
-                                {"budget", o.run.budget},
-                                {"squeeze", o.run.squeeze},
-                                {"correct", r.correct},
-                                {"scored", r.scored},
-                                {"accuracy", r.accuracy()},
-                                {"perplexity", r.perplexity()},
-                                {"kv_bytes_held", r.kv_bytes_held},
-                                {"kv_bytes_full", r.kv_bytes_full},
-                                {"kv_dtype", dtype},
-                                {"examples", shown}};
+    nlohmann::json result = eval_result_json(o.setup.task, plan, map, o.run.policy, o.run.budget,
+                                             o.run.squeeze, r, dtype);
+    result["examples"] = shown;
     // decoded task tokens need not be valid UTF-8 (mqar's random ids)
     const std::string text =
         result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

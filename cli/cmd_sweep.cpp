@@ -108,20 +108,10 @@ void run_sweep(const SweepArgs& o) {
            std::to_string(s.n) + "," + std::to_string(r.correct) + "," + std::to_string(r.scored) +
            "," + number(r.accuracy()) + "," + number(r.perplexity()) + "," +
            number(r.kv_bytes_held) + "," + number(r.kv_bytes_full) + "," + dtype + "\n";
-    json.push_back({{"task", s.task},
-                    {"plan", plan},
-                    {"map", session.plan().to_string()},
-                    {"policy", row.policy},
-                    {"budget", budget},
-                    {"squeeze", o.run.squeeze},
-                    {"examples", s.n},
-                    {"correct", r.correct},
-                    {"scored", r.scored},
-                    {"accuracy", r.accuracy()},
-                    {"perplexity", r.perplexity()},
-                    {"kv_bytes_held", r.kv_bytes_held},
-                    {"kv_bytes_full", r.kv_bytes_full},
-                    {"kv_dtype", dtype}});
+    nlohmann::json result = eval_result_json(s.task, plan, session.plan().to_string(), row.policy,
+                                             budget, o.run.squeeze, r, dtype);
+    result["examples"] = s.n;
+    json.push_back(std::move(result));
     if (o.json) continue;
     if (!header) {
       std::printf("plan %s (%s), task %s, %d examples\n", plan.c_str(),
