@@ -108,12 +108,9 @@ inline void attention_decode(const AttentionArgs<float>& a, int threads) {
     for (int h = 0; h < H; ++h) {
       // An aligned start (j0 is a multiple of kBlock): the same elements take Eigen's vector exp
       // in every run.
+      // Cells outside the set give exactly 0 (an empty set: all of them).
       Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64> p(s.data() + h * Np + j0, n);
-      if (mx[h] == neg_inf) {
-        p.setZero();  // nothing to see: an empty set
-      } else {
-        p = (p == neg_inf).select(Eigen::ArrayXf::Zero(n), (p - mx[h]).exp());
-      }
+      p = (p == neg_inf).select(Eigen::ArrayXf::Zero(n), (p - mx[h]).exp());
       float l = 0;
       for (int j = 0; j < n; ++j) l += p[j];  // in order
       sums[static_cast<long>(b) * H + h] = l;
