@@ -132,14 +132,13 @@ def test_llmcs_batch_read_back_from_its_printout(llmc):
 
 FAKE_TRAIN = r'''#!PYTHON
 # A stand-in train_gpt2: prints what the real one prints, then 'samples' for a minute.
-import os, sys, time
+import os, time
 print("[GPT-2]\nnum_parameters: NPARAMS\ntrain dataset num_batches: 1000\n"
       "num_activations: 45668352\nval loss 6.9")
 for step in range(6):
     print(f"step {step}: train loss 6.9 (took {100 * (step + 1)}.5 ms)")
 print("generating:", os.environ["OMP_NUM_THREADS"])
-sys.stdout.flush()
-time.sleep(60)
+time.sleep(60)  # no flush: into a pipe nothing would have come out yet
 '''
 
 
