@@ -277,7 +277,7 @@ class Trainers:
         with open(os.path.join(out, "log.jsonl")) as f:
             for line in f:
                 j = json.loads(line)
-                if "tokens_per_s" in j:
+                if "tokens_per_s" in j and j["tokens_per_s"] > 0:
                     times.append(s["B"] * s["T"] / j["tokens_per_s"])
         vocab = re.search(r"vocab (\d+)", text)
         params = re.search(r"([\d,]+) parameters", text)
