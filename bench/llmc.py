@@ -428,6 +428,8 @@ def main():
                    "text before its step 20)")
     if not 0 <= a.skip < a.steps:
         peers.fail("--skip", a.skip, f"in [0, --steps) = [0, {a.steps})")
+    if a.timeout < 1:
+        peers.fail("--timeout", a.timeout, "at least 1 second")
     if not os.path.isdir(a.llmc):
         peers.fail("--llmc", a.llmc, "not a directory (an llm.c checkout)")
 

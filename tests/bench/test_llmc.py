@@ -188,6 +188,7 @@ def test_docs_block_is_its_own(llmc):
     (["--threads", "1,x"], "--threads = 1,x"),
     (["--steps", "21"], "--steps = 21"),
     (["--steps", "5", "--skip", "5"], "--skip = 5"),
+    (["--timeout", "0"], "--timeout = 0"),
 ])
 def test_usage_errors_exit_2_naming_the_field(args, field, tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), "--llmc", str(tmp_path), *args],
