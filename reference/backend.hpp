@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/accounting.hpp"
+#include "reference/buffer.hpp"
 #include "reference/kv_dtype.hpp"
 #include "reference/kv_storage.hpp"
 #include "reference/op_types.hpp"
@@ -120,18 +121,15 @@ class Backend {
     return n > 0 ? BackendArray<S>(this, allocate(n), n) : BackendArray<S>();
   }
   // What alloc() and ~BackendArray call: n > 0 zeroed elements and their release. Default: host
-  // memory aligned to 64 bytes (as reference/buffer.hpp: the matrix kernels' fast paths depend on
-  // the alignment, so the same input gives the same bits).
+  // memory as reference/buffer.hpp allocates it (64-byte aligned: the matrix kernels' fast paths
+  // depend on the alignment, so the same input gives the same bits; 2 MiB or more: huge pages).
   virtual S* allocate(long n) {
-    const std::size_t bytes = (static_cast<std::size_t>(n) * sizeof(S) + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, bytes);
-    if (!p) throw std::bad_alloc();
-    std::memset(p, 0, bytes);
-    return static_cast<S*>(p);
+    S* p = BufferAllocator<S>().allocate(static_cast<std::size_t>(n));
+    std::memset(p, 0, static_cast<std::size_t>(n) * sizeof(S));
+    return p;
   }
   virtual void deallocate(S* p, long n) noexcept {
-    (void)n;
-    std::free(p);
+    BufferAllocator<S>().deallocate(p, static_cast<std::size_t>(n));
   }
   // n elements from host memory to backend memory, back, and within backend memory. They return
   // when the copy is done (the host may read `host` after download()). Ranges do not overlap.
