@@ -1,0 +1,74 @@
+// Attention on the GPU, checked against ref::attention (reference/attention.hpp) by
+// tests/gpu/test_attention.cpp. Host-only declarations; the kernels live in attention.cu.
+//
+//   out_i = Σ_{j ∈ S(i)} softmax_j(q_i · k_j / √D) · v_j        (0 when S(i) is empty)
+//
+// for the whole of ref::AttentionArgs<float> (reference/backend.hpp): T query rows at qpos, N cells
+// at kpos (one list, or one per KV head with kpos_head_stride = N: H2O), GQA/MQA (query head h
+// reads KV head h / (H / H_kv)), the AttentionSet (causal, strict = the LCKV diagonal masked,
+// sliding window; reference/op_types.hpp). Every pointer of the args is a DEVICE pointer, the
+// position lists included. No ordering of positions is assumed: every (row, cell) pair is masked
+// by the set itself.
+//
+// Three paths, all exact softmax (no approximation), float32 arithmetic:
+// - exact (probs or scores asked for, or D > 256): one kernel writes the scaled scores (H, T, N)
+//   (-inf outside the set) into `scores` or the workspace; a second, one block per (row, head),
+//   takes the row's maximum and sum, writes the probabilities (0 outside the set) when asked and
+//   out = Σ_j p_j v_j / Σ_j p_j. Simple and memory-hungry (H·T·N floats of workspace).
+// - prefill (T > 4): flash-style. A block of 4 warps takes 16 query rows of one head; tiles of 32
+//   cells (one per lane) of K then V go through shared memory (K rows padded to D + 1 floats: no
+//   bank conflicts); each warp keeps 4 rows' running maximum, sum and output (D/32 floats per lane
+//   per row) and rescales them when the maximum grows (online softmax). A tile no row of the
+//   block may see is skipped whole (__syncthreads_or), so causal and window masks cost about the
+//   cells they allow.
+// - decode (T <= 4): split over the context. A block of 4 warps takes one KV head, up to 8 of its
+//   query heads (a GQA group shares every read of K and V) and one chunk of the cells; each warp
+//   walks every 4th cell, two cells at a time (float4 loads of K and V when D % 4 == 0 and the
+//   pointers are 16-byte aligned), skipping cells outside the set without reading them, with an
+//   online softmax per head; the 4 warps merge in shared memory and the block writes its chunk's
+//   (max, sum, unnormalised output). A combine kernel merges the chunks (one chunk: the block
+//   writes `out` itself). Chunks: enough blocks for ~8 per SM, at least 64 cells each.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "reference/backend.hpp"
+
+namespace kvlab::gpu {
+
+enum class AttentionPath { automatic, exact, prefill, decode };
+
+struct AttentionOptions {
+  AttentionPath path = AttentionPath::automatic;  // a forced path must support the arguments
+  int decode_splits = 0;  // decode: chunks of the context; 0 = chosen from the device's SMs
+};
+
+// The largest head size the prefill and decode kernels take (the exact path takes any).
+constexpr int kAttentionMaxD = 256;
+// The most query rows for which `automatic` picks the decode path.
+constexpr int kAttentionDecodeMaxT = 4;
+
+// What `automatic` resolves to for these arguments (a forced path is returned as it is).
+AttentionPath attention_path(const ref::AttentionArgs<float>& a, const AttentionOptions& o = {});
+
+// The decode path's chunk count for these arguments (decode_splits when set; else from the SM
+// count of the current device: this one queries it, once per device).
+int attention_decode_splits(const ref::AttentionArgs<float>& a, const AttentionOptions& o = {});
+
+// Workspace bytes attention() needs for these arguments and options (0 when none). Queries the
+// device like attention_decode_splits when the decode path is chosen with decode_splits = 0.
+std::size_t attention_workspace_bytes(const ref::AttentionArgs<float>& a,
+                                      const AttentionOptions& o = {});
+
+// Enqueues the attention on `stream` and returns without waiting. `workspace` is device memory of
+// at least attention_workspace_bytes(a, o) bytes (may be null when that is 0). Throws
+// kvlab::Error before any CUDA call for: T, N < 0; H, H_kv < 1 or H not a multiple of H_kv; D < 1;
+// kpos_head_stride neither 0 nor N; a negative window; a null pointer that is needed; probs/scores
+// with a forced prefill or decode path; D > 256 on those paths; a short workspace. T = 0 does
+// nothing; N = 0 writes a zero output (every set is empty).
+void attention(const ref::AttentionArgs<float>& a, void* workspace, std::size_t workspace_bytes,
+               cudaStream_t stream = nullptr, const AttentionOptions& o = {});
+
+}  // namespace kvlab::gpu

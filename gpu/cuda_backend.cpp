@@ -1,0 +1,132 @@
+// The CUDA backend: ref::Backend<float> over gpu/'s kernels. Contract: gpu/cuda_backend.hpp.
+#include "gpu/cuda_backend.hpp"
+
+#include <climits>
+#include <string>
+
+#include "core/error.hpp"
+#include "gpu/add.cuh"
+#include "gpu/attention.cuh"
+#include "gpu/cuda_check.hpp"
+#include "gpu/device_info.hpp"
+#include "gpu/embed.cuh"
+#include "gpu/linear.hpp"
+#include "gpu/rmsnorm.cuh"
+#include "gpu/rope.cuh"
+#include "gpu/row_cosines.cuh"
+#include "gpu/swiglu.cuh"
+
+namespace kvlab::gpu {
+namespace {
+
+bool is_device_memory(const void* p) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    (void)cudaGetLastError();  // an unregistered host pointer on old runtimes
+    return false;
+  }
+  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
+}
+
+// Grows `buf` to at least n elements (contents not kept).
+template <typename T>
+void reserve(DeviceBuffer<T>& buf, std::size_t n) {
+  if (buf.size() < n) buf = DeviceBuffer<T>(n);
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend() {
+  std::string why;
+  if (!cuda_available(&why)) throw Error("--backend cuda: no CUDA device: " + why);
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  const cublasStatus_t s = cublasCreate(&cublas_);
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    (void)cudaStreamDestroy(stream_);
+    cublas_check(s, "cublasCreate");
+  }
+  cublas_check(cublasSetStream(cublas_, stream_), "cublasSetStream");
+  cublas_check(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_) (void)cudaStreamSynchronize(stream_);
+  if (cublas_) (void)cublasDestroy(cublas_);
+  if (stream_) (void)cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::synchronize() {
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+const int* CudaBackend::device_ints(const int* p, std::size_t n, DeviceBuffer<int>& slot) {
+  if (n == 0 || is_device_memory(p)) return p;
+  reserve(slot, n);
+  CUDA_CHECK(cudaMemcpyAsync(slot.data(), p, n * sizeof(int), cudaMemcpyDefault, stream_));
+  return slot.data();
+}
+
+void CudaBackend::embed(float* x, const float* table, const int* tokens, int T, int C) {
+  if (T > 0 && !is_device_memory(tokens)) {
+    for (int t = 0; t < T; ++t)
+      if (tokens[t] < 0)
+        fail("token id at row " + std::to_string(t), std::to_string(tokens[t]), "an id >= 0");
+  }
+  const int* d = T > 0 ? device_ints(tokens, static_cast<std::size_t>(T), ints_a_) : tokens;
+  gpu::embed(x, table, d, T, C, INT_MAX, stream_);
+}
+
+void CudaBackend::rmsnorm(float* out, const float* x, const float* w, int T, int C, double eps) {
+  gpu::rmsnorm(out, x, w, T, C, eps, 0, stream_);
+}
+
+void CudaBackend::linear(float* out, const float* x, const float* w, int T, int K, int N) {
+  gpu::linear(cublas_, out, x, w, T, K, N);
+}
+
+void CudaBackend::rope(float* x, const int* pos, int T, int heads, int D, double theta,
+                       ref::RopePairing pairing) {
+  const int* d = T > 0 ? device_ints(pos, static_cast<std::size_t>(T), ints_a_) : pos;
+  gpu::rope(x, d, T, heads, D, theta, pairing, stream_);
+}
+
+void CudaBackend::attention(const ref::AttentionArgs<float>& a) {
+  ++this->counters_.attention_calls;
+  if (a.probs) ++this->counters_.attention_probs;
+  ref::AttentionArgs<float> d = a;
+  const std::size_t need = attention_workspace_bytes(a);  // checks the arguments first
+  if (a.T == 0) return;
+  d.qpos = device_ints(a.qpos, static_cast<std::size_t>(a.T), ints_a_);
+  if (a.N > 0) {
+    const std::size_t nk = static_cast<std::size_t>(a.kpos_head_stride ? a.H_kv : 1) * a.N;
+    d.kpos = device_ints(a.kpos, nk, ints_b_);
+  }
+  reserve(workspace_, need);
+  gpu::attention(d, workspace_.data(), workspace_.size(), stream_);
+}
+
+void CudaBackend::swiglu(float* gate, const float* up, long n) {
+  gpu::swiglu(gate, up, n, stream_);
+}
+
+void CudaBackend::add(float* x, const float* y, long n) {
+  gpu::add(x, y, n, stream_);
+}
+
+void CudaBackend::row_cosines(double* out, const float* a, const float* b, int T, int C) {
+  this->counters_.cosine_rows += T > 0 ? T : 0;
+  if (T <= 0) {
+    gpu::row_cosines(out, a, b, T, C, stream_);  // checks the arguments; T = 0 does nothing
+    return;
+  }
+  if (is_device_memory(out)) {
+    gpu::row_cosines(out, a, b, T, C, stream_);
+    return;
+  }
+  reserve(cosines_, static_cast<std::size_t>(T));
+  gpu::row_cosines(cosines_.data(), a, b, T, C, stream_);
+  CUDA_CHECK(cudaMemcpyAsync(out, cosines_.data(), sizeof(double) * T, cudaMemcpyDefault, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+}  // namespace kvlab::gpu
