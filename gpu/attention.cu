@@ -377,23 +377,40 @@ __global__ void __launch_bounds__(kDecodeWarps* kWarp) decode_kernel(Params p, D
   };
 
   const int c0 = split * dp.chunk, c1 = min(p.N, c0 + dp.chunk);
-  // Warp w takes cells c0 + w, c0 + w + 4, ...; two at a time, both loaded before either is used.
-  for (int j = c0 + warp; j < c1; j += 2 * kDecodeWarps) {
-    const int j2 = j + kDecodeWarps;
-    const bool ok1 = allows(p.strict, p.window, qp, kp_g[j]);
-    const bool ok2 = j2 < c1 && allows(p.strict, p.window, qp, kp_g[j2]);
-    Vec k1[kC], v1[kC], k2[kC], v2[kC];
+  // Warp w takes cells c0 + w, c0 + w + 4, ...: kU of them at a time, all loaded before any is
+  // used, and the positions of the next kU read together with them (no load waits on another).
+  constexpr int kU = kC == 1 ? 4 : 2;
+  constexpr int kStride = kDecodeWarps;
+  int kpn[kU];
 #pragma unroll
-    for (int c = 0; c < kC; ++c) {
-      const int e = lane + c * kWarp;
-      const bool in = e < Dv;
-      k1[c] = ok1 && in ? kbase[j * rowv + e] : Ops::zero();
-      v1[c] = ok1 && in ? vbase[j * rowv + e] : Ops::zero();
-      k2[c] = ok2 && in ? kbase[j2 * rowv + e] : Ops::zero();
-      v2[c] = ok2 && in ? vbase[j2 * rowv + e] : Ops::zero();
+  for (int u = 0; u < kU; ++u) {
+    const int jj = c0 + warp + u * kStride;
+    kpn[u] = jj < c1 ? kp_g[jj] : 0;
+  }
+  for (int j = c0 + warp; j < c1; j += kU * kStride) {
+    bool ok[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int jj = j + u * kStride;
+      ok[u] = jj < c1 && allows(p.strict, p.window, qp, kpn[u]);
+      const int jn = jj + kU * kStride;
+      kpn[u] = jn < c1 ? kp_g[jn] : 0;
     }
-    if (ok1) consume(k1, v1);
-    if (ok2) consume(k2, v2);
+    Vec kr[kU][kC], vr[kU][kC];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const long at = static_cast<long>(j + u * kStride) * rowv;
+#pragma unroll
+      for (int c = 0; c < kC; ++c) {
+        const int e = lane + c * kWarp;
+        const bool load = ok[u] && e < Dv;  // cells outside the set are never read
+        kr[u][c] = load ? kbase[at + e] : Ops::zero();
+        vr[u][c] = load ? vbase[at + e] : Ops::zero();
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u)
+      if (ok[u]) consume(kr[u], vr[u]);
   }
 
   // Merge the warps: each writes (m, l, o) to shared memory, then the block combines per head.

@@ -23,11 +23,12 @@
 //   cells they allow.
 // - decode (T <= 4): split over the context. A block of 4 warps takes one KV head, up to 8 of its
 //   query heads (a GQA group shares every read of K and V) and one chunk of the cells; each warp
-//   walks every 4th cell, two cells at a time (float4 loads of K and V when D % 4 == 0 and the
-//   pointers are 16-byte aligned), skipping cells outside the set without reading them, with an
-//   online softmax per head; the 4 warps merge in shared memory and the block writes its chunk's
-//   (max, sum, unnormalised output). A combine kernel merges the chunks (one chunk: the block
-//   writes `out` itself). Chunks: enough blocks for ~8 per SM, at least 64 cells each.
+//   walks every 4th cell, 4 cells at a time (2 when D > 128; float4 loads of K and V when D % 4 ==
+//   0 and the pointers are 16-byte aligned), skipping cells outside the set without reading them
+//   (the next cells' positions are read with this group's K and V, so no load waits on another),
+//   with an online softmax per head; the 4 warps merge in shared memory and the block writes its
+//   chunk's (max, sum, unnormalised output). A combine kernel merges the chunks (one chunk: the
+//   block writes `out` itself). Chunks: enough blocks for ~8 per SM, at least 64 cells each.
 #pragma once
 
 #include <cuda_runtime_api.h>

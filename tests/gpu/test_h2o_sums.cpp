@@ -1,0 +1,65 @@
+// gpu::h2o_column_sums against ref::accumulate_h2o's scores (reference/h2o.cpp; its (N, H_kv)
+// layout read transposed) on GQA ratios 1, 2, 4, 8, T = 1, 9, 40 and N = 1, 33, 700, written and
+// accumulated. Tolerance 1e-12 absolute (double sums of float probabilities in the same order).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "gpu/h2o_sums.cuh"
+#include "reference/h2o.hpp"
+#include "tests/gpu/gpu_compare.hpp"
+#include "tests/gpu/gpu_test.hpp"
+
+namespace {
+
+using kvlab::gpu::DeviceBuffer;
+using namespace kvlab::gpu::testing;
+
+TEST(GpuH2oSums, MatchesAccumulateH2o) {
+  KVLAB_REQUIRE_CUDA_DEVICE();
+  const int H = 8;
+  for (int H_kv : {8, 4, 2, 1}) {
+    for (int T : {1, 9, 40}) {
+      for (int N : {1, 33, 700}) {
+        SCOPED_TRACE("H_kv=" + std::to_string(H_kv) + " T=" + std::to_string(T) +
+                     " N=" + std::to_string(N));
+        const std::vector<float> probs =
+            uniform(static_cast<std::size_t>(H) * T * N, 9u + N + T, 0.0, 1.0);
+        std::vector<double> score(static_cast<std::size_t>(N) * H_kv, 0.0), count(score.size());
+        std::vector<int> pos(score.size(), 0), qpos(T, 1 << 20);
+        kvlab::ref::accumulate_h2o(score.data(), count.data(), pos.data(), probs.data(),
+                                   qpos.data(), kvlab::ref::AttentionSet{}, H, T, N, H_kv);
+        std::vector<double> want(score.size());  // (H_kv, N)
+        for (int j = 0; j < N; ++j)
+          for (int g = 0; g < H_kv; ++g)
+            want[static_cast<std::size_t>(g) * N + j] =
+                score[static_cast<std::size_t>(j) * H_kv + g];
+        DeviceBuffer<float> dp = to_device(probs);
+        GuardedOutput<double> out(want.size());
+        kvlab::gpu::h2o_column_sums(out.data(), dp.data(), H, T, N, H_kv, false);
+        std::vector<double> got;
+        EXPECT_EQ(out.fetch(got), "");
+        EXPECT_EQ(compare(got, want, 1e-12, 0), "");
+        // Accumulating a second time doubles every sum.
+        kvlab::gpu::h2o_column_sums(out.data(), dp.data(), H, T, N, H_kv, true);
+        for (double& w : want) w *= 2;
+        EXPECT_EQ(out.fetch(got), "");
+        EXPECT_EQ(compare(got, want, 2e-12, 0), "");
+      }
+    }
+  }
+}
+
+TEST(GpuH2oSumsArgs, RejectsBadShapes) {
+  double* out = nullptr;
+  float* p = nullptr;
+  EXPECT_THROW(kvlab::gpu::h2o_column_sums(out, p, 0, 1, 1, 1, false), kvlab::Error);
+  EXPECT_THROW(kvlab::gpu::h2o_column_sums(out, p, 8, 1, 1, 3, false), kvlab::Error);
+  EXPECT_THROW(kvlab::gpu::h2o_column_sums(out, p, 8, -1, 1, 2, false), kvlab::Error);
+  EXPECT_THROW(kvlab::gpu::h2o_column_sums(out, p, 8, 1, -1, 2, false), kvlab::Error);
+  EXPECT_NO_THROW(kvlab::gpu::h2o_column_sums(out, p, 8, 1, 0, 2, false));
+}
+
+}  // namespace
