@@ -276,8 +276,7 @@ __global__ void __launch_bounds__(kPrefillWarps* kWarp) prefill_kernel(Params p)
 // ---- decode path -------------------------------------------------------------------------------
 
 constexpr int kDecodeWarps = 4;
-constexpr int kDecodeMinCells = 64;    // the fewest cells a chunk gets
-constexpr int kDecodeBlocksPerSm = 8;  // the automatic chunk count aims at this many blocks per SM
+constexpr int kDecodeMinCells = 64;  // the fewest cells a chunk gets
 constexpr int kDecodeMaxSplits = 4096;
 
 // A lane's share of a head's D values: kC vectors of Vec (float4 or float), vector index
@@ -509,26 +508,30 @@ void allow_smem(Kernel kernel, std::size_t bytes) {
                                     static_cast<int>(bytes)));
 }
 
-template <typename Vec, int kC, int HB>
-void launch_decode(const Params& p, const DecodeParams& dp, cudaStream_t stream) {
-  const std::size_t smem = decode_smem_bytes(HB, p.D);
-  auto kernel = decode_kernel<Vec, kC, HB>;
-  allow_smem(kernel, smem);
-  const dim3 grid(dp.splits, p.H_kv * dp.head_chunks, p.T);
-  kernel<<<grid, kDecodeWarps * kWarp, smem, stream>>>(p, dp);
-  CUDA_CHECK(cudaGetLastError());
-}
+using DecodeFn = void (*)(Params, DecodeParams);
 
-template <typename Vec, int kC>
-void launch_decode_heads(const Params& p, const DecodeParams& dp, cudaStream_t stream) {
-  switch (dp.heads_per_block) {
-    case 1:
-      return launch_decode<Vec, kC, 1>(p, dp, stream);
-    case 4:
-      return launch_decode<Vec, kC, 4>(p, dp, stream);
-    default:
-      return launch_decode<Vec, kC, 8>(p, dp, stream);
-  }
+// The decode kernel for these arguments: float4 loads when D % 4 == 0 and q, k, v are 16-byte
+// aligned (one vector per lane up to D = 128, two up to 256), else scalar loads; 1, 4 or 8 query
+// heads per block.
+struct DecodeChoice {
+  DecodeFn fn;
+  int heads_per_block;
+  std::size_t smem;
+};
+
+DecodeChoice choose_decode(const ref::AttentionArgs<float>& a) {
+  const int group = a.H / a.H_kv;
+  const bool vec4 = a.D % 4 == 0 && aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
+  if (!vec4) return {decode_kernel<float, kAttentionMaxD / kWarp, 8>, 8, decode_smem_bytes(8, a.D)};
+  const int hb = heads_per_block(group);
+  DecodeFn fn;
+  if (a.D <= 4 * kWarp)
+    fn = hb == 1 ? decode_kernel<float4, 1, 1>
+                 : (hb == 4 ? decode_kernel<float4, 1, 4> : decode_kernel<float4, 1, 8>);
+  else
+    fn = hb == 1 ? decode_kernel<float4, 2, 1>
+                 : (hb == 4 ? decode_kernel<float4, 2, 4> : decode_kernel<float4, 2, 8>);
+  return {fn, hb, decode_smem_bytes(hb, a.D)};
 }
 
 // ---- argument checks ---------------------------------------------------------------------------
@@ -579,12 +582,19 @@ int decode_splits(const ref::AttentionArgs<float>& a, const AttentionOptions& o)
   const int max_by_cells = a.N <= 0 ? 1 : (a.N + kDecodeMinCells - 1) / kDecodeMinCells;
   int splits = o.decode_splits;
   if (splits == 0) {
-    const long base =
-        static_cast<long>(a.H_kv) *
-        ((a.H / a.H_kv + heads_per_block(a.H / a.H_kv) - 1) / heads_per_block(a.H / a.H_kv)) *
-        (a.T > 0 ? a.T : 1);
-    const long target = static_cast<long>(sm_count_of_current_device()) * kDecodeBlocksPerSm;
-    splits = static_cast<int>((target + base - 1) / base);
+    // As many chunks as fill exactly one wave of resident blocks: every block has the same work,
+    // so a second, partial wave would leave most of the device idle at the end.
+    const DecodeChoice c = choose_decode(a);
+    int resident = 0;
+    allow_smem(c.fn, c.smem);
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, c.fn, kDecodeWarps * kWarp,
+                                                             c.smem));
+    const long head_chunks = (a.H / a.H_kv + c.heads_per_block - 1) / c.heads_per_block;
+    const long base = static_cast<long>(a.H_kv) * head_chunks * (a.T > 0 ? a.T : 1);
+    const long capacity =
+        static_cast<long>(sm_count_of_current_device()) * (resident > 0 ? resident : 1);
+    const long fit = capacity / base;
+    splits = static_cast<int>(fit < 1 ? 1 : (fit > kDecodeMaxSplits ? kDecodeMaxSplits : fit));
     if (splits > max_by_cells) splits = max_by_cells;
   }
   if (splits > a.N) splits = a.N > 0 ? a.N : 1;
@@ -658,19 +668,14 @@ void attention(const ref::AttentionArgs<float>& a, void* workspace, std::size_t 
       dp.splits = decode_splits(a, o);
       dp.chunk = (a.N + dp.splits - 1) / dp.splits;
       dp.splits = (a.N + dp.chunk - 1) / dp.chunk;  // no empty chunk at the end
-      dp.heads_per_block = heads_per_block(p.group);
+      const DecodeChoice c = choose_decode(a);
+      dp.heads_per_block = c.heads_per_block;
       dp.head_chunks = (p.group + dp.heads_per_block - 1) / dp.heads_per_block;
       dp.part = dp.splits > 1 ? static_cast<float*>(workspace) : nullptr;
-      const bool vec4 = a.D % 4 == 0 && aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
-      if (vec4 && a.D <= 4 * kWarp)
-        launch_decode_heads<float4, 1>(p, dp, stream);
-      else if (vec4)
-        launch_decode_heads<float4, 2>(p, dp, stream);
-      else {  // any D: scalar loads, 8 heads per block
-        dp.heads_per_block = 8;
-        dp.head_chunks = (p.group + 7) / 8;
-        launch_decode<float, kAttentionMaxD / kWarp, 8>(p, dp, stream);
-      }
+      allow_smem(c.fn, c.smem);
+      const dim3 grid(dp.splits, p.H_kv * dp.head_chunks, p.T);
+      c.fn<<<grid, kDecodeWarps * kWarp, c.smem, stream>>>(p, dp);
+      CUDA_CHECK(cudaGetLastError());
       if (dp.part) {
         const int block = a.D >= 256 ? 256 : (a.D + kWarp - 1) / kWarp * kWarp;
         decode_combine_kernel<<<a.T * a.H, block, 0, stream>>>(p, dp);

