@@ -28,10 +28,13 @@ bool is_device_memory(const void* p) {
   return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
 }
 
-// Grows `buf` to at least n elements (contents not kept).
+// Grows `buf` to at least n elements (contents not kept). The old buffer may still be read by
+// work enqueued on `stream`: wait for it before freeing.
 template <typename T>
-void reserve(DeviceBuffer<T>& buf, std::size_t n) {
-  if (buf.size() < n) buf = DeviceBuffer<T>(n);
+void reserve(DeviceBuffer<T>& buf, std::size_t n, cudaStream_t stream) {
+  if (buf.size() >= n) return;
+  if (buf.size() > 0) CUDA_CHECK(cudaStreamSynchronize(stream));
+  buf = DeviceBuffer<T>(n);
 }
 
 }  // namespace
@@ -61,7 +64,7 @@ void CudaBackend::synchronize() {
 
 const int* CudaBackend::device_ints(const int* p, std::size_t n, DeviceBuffer<int>& slot) {
   if (n == 0 || is_device_memory(p)) return p;
-  reserve(slot, n);
+  reserve(slot, n, stream_);
   CUDA_CHECK(cudaMemcpyAsync(slot.data(), p, n * sizeof(int), cudaMemcpyDefault, stream_));
   return slot.data();
 }
@@ -101,7 +104,7 @@ void CudaBackend::attention(const ref::AttentionArgs<float>& a) {
     const std::size_t nk = static_cast<std::size_t>(a.kpos_head_stride ? a.H_kv : 1) * a.N;
     d.kpos = device_ints(a.kpos, nk, ints_b_);
   }
-  reserve(workspace_, need);
+  reserve(workspace_, need, stream_);
   gpu::attention(d, workspace_.data(), workspace_.size(), stream_);
 }
 
@@ -123,7 +126,7 @@ void CudaBackend::row_cosines(double* out, const float* a, const float* b, int T
     gpu::row_cosines(out, a, b, T, C, stream_);
     return;
   }
-  reserve(cosines_, static_cast<std::size_t>(T));
+  reserve(cosines_, static_cast<std::size_t>(T), stream_);
   gpu::row_cosines(cosines_.data(), a, b, T, C, stream_);
   CUDA_CHECK(cudaMemcpyAsync(out, cosines_.data(), sizeof(double) * T, cudaMemcpyDefault, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));

@@ -53,8 +53,9 @@ void DeviceKvStorage<S>::resize(int b, int rows, int live) {
     const std::size_t bytes = static_cast<std::size_t>(live) * row_ * sizeof(S);
     CUDA_CHECK(cudaMemcpyAsync(k.data(), bank.k.data(), bytes, cudaMemcpyDeviceToDevice, stream_));
     CUDA_CHECK(cudaMemcpyAsync(v.data(), bank.v.data(), bytes, cudaMemcpyDeviceToDevice, stream_));
-    // The old buffers are freed below; cudaFree waits for the copies (it synchronises the device).
   }
+  // The old buffers are freed below: wait for the copies and for any kernel still reading them.
+  if (bank.k.size() > 0) CUDA_CHECK(cudaStreamSynchronize(stream_));
   bank.k = std::move(k);
   bank.v = std::move(v);
   bank.rows = rows;

@@ -224,7 +224,10 @@ TEST(GpuAttention, DecodeSplitsOnALongCache) {
   for (int splits : {0, 1, 2, 64, 313, 4096})
     run_and_check(c, in, want, {AttentionPath::decode, splits}, false, false,
                   "splits " + std::to_string(splits));
+  alignas(16) static float f[4];
+  static int i[1];
   kvlab::ref::AttentionArgs<float> a;
+  a.out = f, a.q = f, a.k = f, a.v = f, a.qpos = i, a.kpos = i;
   a.T = 1, a.N = 20000, a.H = 16, a.H_kv = 2, a.D = 128;
   const int auto_splits = kvlab::gpu::attention_decode_splits(a);
   EXPECT_GE(auto_splits, 1);

@@ -34,7 +34,8 @@ TEST(GpuEmbed, MatchesTheCpuBackendExactly) {
         cpu.embed(want.data(), table.data() + off, tokens.data(), T, C);
         DeviceBuffer<float> dtable = to_device(table);
         DeviceBuffer<int> dtok = to_device(tokens);
-        GuardedOutput<float> out(want.size());
+        // off = 0: output and table 16-byte aligned (the float4 kernel when C % 4 == 0).
+        GuardedOutput<float> out(want.size(), off == 0 ? 64 : kGuard);
         kvlab::gpu::embed(out.data(), dtable.data() + off, dtok.data(), T, C, V);
         std::vector<float> got;
         EXPECT_EQ(out.fetch(got), "");
