@@ -39,7 +39,7 @@ struct Params {
   float scale;
 };
 
-Params make_params(const ref::AttentionArgs<float>& a) {
+Params make_params(const AttentionArgs& a) {
   Params p;
   p.q = a.q;
   p.qpos = a.qpos;
@@ -519,7 +519,7 @@ struct DecodeChoice {
   std::size_t smem;
 };
 
-DecodeChoice choose_decode(const ref::AttentionArgs<float>& a) {
+DecodeChoice choose_decode(const AttentionArgs& a) {
   const int group = a.H / a.H_kv;
   const bool vec4 = a.D % 4 == 0 && aligned16(a.q) && aligned16(a.k) && aligned16(a.v);
   if (!vec4) return {decode_kernel<float, kAttentionMaxD / kWarp, 8>, 8, decode_smem_bytes(8, a.D)};
@@ -536,7 +536,7 @@ DecodeChoice choose_decode(const ref::AttentionArgs<float>& a) {
 
 // ---- argument checks ---------------------------------------------------------------------------
 
-void check_args(const ref::AttentionArgs<float>& a, const AttentionOptions& o) {
+void check_args(const AttentionArgs& a, const AttentionOptions& o) {
   const auto s = [](long v) { return std::to_string(v); };
   if (a.T < 0) fail("attention T", s(a.T), "a row count >= 0");
   if (a.N < 0) fail("attention N", s(a.N), "a cell count >= 0");
@@ -572,13 +572,13 @@ void check_args(const ref::AttentionArgs<float>& a, const AttentionOptions& o) {
   }
 }
 
-AttentionPath resolve(const ref::AttentionArgs<float>& a, const AttentionOptions& o) {
+AttentionPath resolve(const AttentionArgs& a, const AttentionOptions& o) {
   if (o.path != AttentionPath::automatic) return o.path;
   if (a.probs || a.scores || a.D > kAttentionMaxD) return AttentionPath::exact;
   return a.T <= kAttentionDecodeMaxT ? AttentionPath::decode : AttentionPath::prefill;
 }
 
-int decode_splits(const ref::AttentionArgs<float>& a, const AttentionOptions& o) {
+int decode_splits(const AttentionArgs& a, const AttentionOptions& o) {
   const int max_by_cells = a.N <= 0 ? 1 : (a.N + kDecodeMinCells - 1) / kDecodeMinCells;
   int splits = o.decode_splits;
   if (splits == 0) {
@@ -604,17 +604,16 @@ int decode_splits(const ref::AttentionArgs<float>& a, const AttentionOptions& o)
 
 }  // namespace
 
-AttentionPath attention_path(const ref::AttentionArgs<float>& a, const AttentionOptions& o) {
+AttentionPath attention_path(const AttentionArgs& a, const AttentionOptions& o) {
   return resolve(a, o);
 }
 
-int attention_decode_splits(const ref::AttentionArgs<float>& a, const AttentionOptions& o) {
+int attention_decode_splits(const AttentionArgs& a, const AttentionOptions& o) {
   check_args(a, o);
   return decode_splits(a, o);
 }
 
-std::size_t attention_workspace_bytes(const ref::AttentionArgs<float>& a,
-                                      const AttentionOptions& o) {
+std::size_t attention_workspace_bytes(const AttentionArgs& a, const AttentionOptions& o) {
   check_args(a, o);
   if (a.T == 0 || a.N == 0) return 0;
   switch (resolve(a, o)) {
@@ -630,7 +629,7 @@ std::size_t attention_workspace_bytes(const ref::AttentionArgs<float>& a,
   }
 }
 
-void attention(const ref::AttentionArgs<float>& a, void* workspace, std::size_t workspace_bytes,
+void attention(const AttentionArgs& a, void* workspace, std::size_t workspace_bytes,
                cudaStream_t stream, const AttentionOptions& o) {
   check_args(a, o);
   if (a.T == 0) return;

@@ -3,7 +3,9 @@
 //
 //   out_i = Σ_{j ∈ S(i)} softmax_j(q_i · k_j / √D) · v_j        (0 when S(i) is empty)
 //
-// for the whole of ref::AttentionArgs<float> (reference/backend.hpp): T query rows at qpos, N cells
+// for the whole of ref::AttentionArgs<float> (reference/backend.hpp), mirrored field for field by
+// gpu::AttentionArgs below (so that nvcc never compiles the reference's C++20 headers; the CUDA
+// backend copies one into the other): T query rows at qpos, N cells
 // at kpos (one list, or one per KV head with kpos_head_stride = N: H2O), GQA/MQA (query head h
 // reads KV head h / (H / H_kv)), the AttentionSet (causal, strict = the LCKV diagonal masked,
 // sliding window; reference/op_types.hpp). Every pointer of the args is a DEVICE pointer, the
@@ -36,9 +38,26 @@
 
 #include <cstddef>
 
-#include "reference/backend.hpp"
+#include "reference/op_types.hpp"
 
 namespace kvlab::gpu {
+
+// ref::AttentionArgs<float>'s fields, with every pointer in device memory.
+struct AttentionArgs {
+  float* out = nullptr;       // (T, H*D)
+  const float* q = nullptr;   // (T, H*D) rotated queries
+  const int* qpos = nullptr;  // (T) query positions
+  int T = 0;
+  const float* k = nullptr;   // (N, H_kv*D) keys as the bank holds them (rotated)
+  const float* v = nullptr;   // (N, H_kv*D)
+  const int* kpos = nullptr;  // (N) shared by every KV head, or (H_kv, N) with kpos_head_stride
+  int N = 0;
+  int kpos_head_stride = 0;    // 0: one position list; N: one list per KV head (H2O)
+  int H = 0, H_kv = 0, D = 0;  // query head h reads KV head h / (H / H_kv)
+  ref::AttentionSet set;       // causal or strict (LCKV diagonal), window
+  float* probs = nullptr;      // optional (H, T, N): the probabilities, 0 outside the set
+  float* scores = nullptr;     // optional (H, T, N): q·k/√D before the softmax, -inf outside
+};
 
 enum class AttentionPath { automatic, exact, prefill, decode };
 
@@ -53,16 +72,15 @@ constexpr int kAttentionMaxD = 256;
 constexpr int kAttentionDecodeMaxT = 4;
 
 // What `automatic` resolves to for these arguments (a forced path is returned as it is).
-AttentionPath attention_path(const ref::AttentionArgs<float>& a, const AttentionOptions& o = {});
+AttentionPath attention_path(const AttentionArgs& a, const AttentionOptions& o = {});
 
 // The decode path's chunk count for these arguments (decode_splits when set; else one wave of
 // resident blocks on the current device: this one queries the device).
-int attention_decode_splits(const ref::AttentionArgs<float>& a, const AttentionOptions& o = {});
+int attention_decode_splits(const AttentionArgs& a, const AttentionOptions& o = {});
 
 // Workspace bytes attention() needs for these arguments and options (0 when none). Queries the
 // device like attention_decode_splits when the decode path is chosen with decode_splits = 0.
-std::size_t attention_workspace_bytes(const ref::AttentionArgs<float>& a,
-                                      const AttentionOptions& o = {});
+std::size_t attention_workspace_bytes(const AttentionArgs& a, const AttentionOptions& o = {});
 
 // Enqueues the attention on `stream` and returns without waiting. `workspace` is device memory of
 // at least attention_workspace_bytes(a, o) bytes (may be null when that is 0). Throws
@@ -70,7 +88,7 @@ std::size_t attention_workspace_bytes(const ref::AttentionArgs<float>& a,
 // kpos_head_stride neither 0 nor N; a negative window; a null pointer that is needed; probs/scores
 // with a forced prefill or decode path; D > 256 on those paths; a short workspace. T = 0 does
 // nothing; N = 0 writes a zero output (every set is empty).
-void attention(const ref::AttentionArgs<float>& a, void* workspace, std::size_t workspace_bytes,
+void attention(const AttentionArgs& a, void* workspace, std::size_t workspace_bytes,
                cudaStream_t stream = nullptr, const AttentionOptions& o = {});
 
 }  // namespace kvlab::gpu

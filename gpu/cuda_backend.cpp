@@ -96,8 +96,11 @@ void CudaBackend::rope(float* x, const int* pos, int T, int heads, int D, double
 void CudaBackend::attention(const ref::AttentionArgs<float>& a) {
   ++this->counters_.attention_calls;
   if (a.probs) ++this->counters_.attention_probs;
-  ref::AttentionArgs<float> d = a;
-  const std::size_t need = attention_workspace_bytes(a);  // checks the arguments first
+  AttentionArgs d;
+  d.out = a.out, d.q = a.q, d.qpos = a.qpos, d.T = a.T, d.k = a.k, d.v = a.v, d.kpos = a.kpos;
+  d.N = a.N, d.kpos_head_stride = a.kpos_head_stride, d.H = a.H, d.H_kv = a.H_kv, d.D = a.D;
+  d.set = a.set, d.probs = a.probs, d.scores = a.scores;
+  const std::size_t need = attention_workspace_bytes(d);  // checks the arguments first
   if (a.T == 0) return;
   d.qpos = device_ints(a.qpos, static_cast<std::size_t>(a.T), ints_a_);
   if (a.N > 0) {

@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
       kpos.upload(pos.data(), N);
       const int qp = N - 1;
       qpos.upload(&qp, 1);
-      kvlab::ref::AttentionArgs<float> a;
+      kvlab::gpu::AttentionArgs a;
       a.out = out.data(), a.q = q.data(), a.qpos = qpos.data(), a.T = 1, a.k = k.data();
       a.v = v.data(), a.kpos = kpos.data(), a.N = N, a.H = kH, a.H_kv = kHkv, a.D = kD;
       const std::size_t wb = kvlab::gpu::attention_workspace_bytes(a);
@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
       std::vector<int> pos(T);
       for (int j = 0; j < T; ++j) pos[j] = j;
       pos_d.upload(pos.data(), T);
-      kvlab::ref::AttentionArgs<float> a;
+      kvlab::gpu::AttentionArgs a;
       a.out = out.data(), a.q = q.data(), a.qpos = pos_d.data(), a.T = T, a.k = k.data();
       a.v = v.data(), a.kpos = pos_d.data(), a.N = T, a.H = kH, a.H_kv = kHkv, a.D = kD;
       const double s = time_median([&] { kvlab::gpu::attention(a, nullptr, 0); }, 2, 10);

@@ -139,7 +139,7 @@ void run_and_check(const Case& c, const Inputs& in, const Truth& want, const Att
   GuardedOutput<float> probs(static_cast<std::size_t>(c.H) * c.T * c.N);
   GuardedOutput<float> scores(probs.size());
 
-  kvlab::ref::AttentionArgs<float> a;
+  kvlab::gpu::AttentionArgs a;
   a.out = out.data();
   a.q = dq.data() + off;
   a.qpos = dqpos.data();
@@ -199,7 +199,7 @@ TEST(GpuAttention, EveryPathMatchesTheReference) {
 
 // The automatic choice: exact when observed or D > 256, decode for T <= 4, else prefill.
 TEST(GpuAttention, AutomaticPathChoice) {
-  kvlab::ref::AttentionArgs<float> a;
+  kvlab::gpu::AttentionArgs a;
   a.T = 1, a.N = 10, a.H = 4, a.H_kv = 2, a.D = 64;
   EXPECT_EQ(kvlab::gpu::attention_path(a), AttentionPath::decode);
   a.T = 4;
@@ -226,7 +226,7 @@ TEST(GpuAttention, DecodeSplitsOnALongCache) {
                   "splits " + std::to_string(splits));
   alignas(16) static float f[4];
   static int i[1];
-  kvlab::ref::AttentionArgs<float> a;
+  kvlab::gpu::AttentionArgs a;
   a.out = f, a.q = f, a.k = f, a.v = f, a.qpos = i, a.kpos = i;
   a.T = 1, a.N = 20000, a.H = 16, a.H_kv = 2, a.D = 128;
   const int auto_splits = kvlab::gpu::attention_decode_splits(a);
@@ -234,16 +234,16 @@ TEST(GpuAttention, DecodeSplitsOnALongCache) {
   EXPECT_LE(auto_splits, (20000 + 63) / 64);
 }
 
-kvlab::ref::AttentionArgs<float> valid_args() {
+kvlab::gpu::AttentionArgs valid_args() {
   static float f[1];
   static int i[1];
-  kvlab::ref::AttentionArgs<float> a;
+  kvlab::gpu::AttentionArgs a;
   a.out = f, a.q = f, a.k = f, a.v = f, a.qpos = i, a.kpos = i;
   a.T = 1, a.N = 1, a.H = 4, a.H_kv = 2, a.D = 64;
   return a;
 }
 
-std::string error_of(const kvlab::ref::AttentionArgs<float>& a, const AttentionOptions& o = {}) {
+std::string error_of(const kvlab::gpu::AttentionArgs& a, const AttentionOptions& o = {}) {
   try {
     kvlab::gpu::attention(a, nullptr, 0, nullptr, o);
   } catch (const kvlab::Error& e) {
