@@ -53,6 +53,36 @@ TEST(GpuH2oSums, MatchesAccumulateH2o) {
   }
 }
 
+// Accumulating in the bank's (N, H_kv) layout into scores that already hold values gives the
+// reference's bits exactly: the same additions in the same order.
+TEST(GpuH2oSums, CellMajorAccumulationHasTheReferencesBits) {
+  KVLAB_REQUIRE_CUDA_DEVICE();
+  const int H = 8;
+  for (int H_kv : {8, 2, 1}) {
+    for (int T : {1, 13}) {
+      const int N = 301;
+      SCOPED_TRACE("H_kv=" + std::to_string(H_kv) + " T=" + std::to_string(T));
+      const std::vector<float> probs =
+          uniform(static_cast<std::size_t>(H) * T * N, 31u + T + H_kv, 0.0, 1.0);
+      const std::vector<float> start = uniform(static_cast<std::size_t>(N) * H_kv, 5, 0.0, 50.0);
+      std::vector<double> want(start.begin(), start.end()), count(want.size());
+      std::vector<int> pos(want.size(), 0), qpos(T, 1 << 20);
+      kvlab::ref::accumulate_h2o(want.data(), count.data(), pos.data(), probs.data(), qpos.data(),
+                                 kvlab::ref::AttentionSet{}, H, T, N, H_kv);
+      DeviceBuffer<float> dp = to_device(probs);
+      GuardedOutput<double> out(want.size());
+      const std::vector<double> start_d(start.begin(), start.end());
+      CUDA_CHECK(cudaMemcpy(out.data(), start_d.data(), start_d.size() * sizeof(double),
+                            cudaMemcpyHostToDevice));
+      kvlab::gpu::h2o_column_sums(out.data(), dp.data(), H, T, N, H_kv, true,
+                                  kvlab::gpu::H2oLayout::cell_major);
+      std::vector<double> got;
+      EXPECT_EQ(out.fetch(got), "");
+      EXPECT_EQ(compare(got, want, 0, 0), "");
+    }
+  }
+}
+
 TEST(GpuH2oSumsArgs, RejectsBadShapes) {
   double* out = nullptr;
   float* p = nullptr;
