@@ -51,12 +51,13 @@ Engine<S>::Engine(std::shared_ptr<const ModelWeights<S>> weights, EngineOptions 
                   std::unique_ptr<Backend<S>> backend)
     : w_(require_weights(std::move(weights))),
       backend_(backend ? std::move(backend) : std::make_unique<CpuBackend<S>>(o.threads)),
+      rw_(make_resident(*backend_, *w_)),
       plan_(resolve_plan(w_->plan, o.plan)),
       context_(resolve_context(w_->config, o.context)),
       force_nodiag_(o.force_nodiag),
       kv_dtype_(check_kv_dtype(o.kv_dtype.value_or(engine_dtype(sizeof(S))), sizeof(S))),
       round_kv_(dtype_bytes(kv_dtype_) < static_cast<int>(sizeof(S))),
-      kv_(plan_, w_->config, context_, o.policy, nullptr, dtype_bytes(kv_dtype_)),
+      kv_(plan_, w_->config, context_, o.policy, backend_.get(), dtype_bytes(kv_dtype_)),
       schedule_(o.schedule),
       blocks_(plan_.cyclic_blocks()),
       exact_k_(kv_.num_banks()),
@@ -129,9 +130,29 @@ void PrefillSchedule::validate() const {
 }
 
 template <typename S>
-void Engine<S>::set_exact_kv(int bank, std::vector<S> k, std::vector<S> v) {
-  exact_k_.at(bank) = std::move(k);
-  exact_v_.at(bank) = std::move(v);
+typename Engine<S>::Resident Engine<S>::make_resident(Backend<S>& be, const ModelWeights<S>& w) {
+  auto put = [&be](const Buffer<S>& a) -> const S* {
+    return a.empty() ? nullptr : be.resident(a.data(), static_cast<long>(a.size()));
+  };
+  Resident r;
+  r.embed = put(w.embed);
+  r.final_norm = put(w.final_norm);
+  r.cls = w.classifier.empty() ? r.embed : put(w.classifier);
+  for (const LayerWeights<S>& L : w.layers) {
+    r.layers.push_back({put(L.attn_norm), put(L.wq), put(L.wk), put(L.wv), put(L.wo),
+                        put(L.ffn_norm), put(L.w1), put(L.w3), put(L.w2)});
+  }
+  return r;
+}
+
+template <typename S>
+void Engine<S>::set_exact_kv(int bank, const std::vector<S>& k, const std::vector<S>& v) {
+  BackendArray<S>& ek = exact_k_.at(bank);
+  BackendArray<S>& ev = exact_v_.at(bank);
+  ek = backend_->alloc(static_cast<long>(k.size()));
+  ev = backend_->alloc(static_cast<long>(v.size()));
+  backend_->upload(ek.data(), k.data(), ek.size());
+  backend_->upload(ev.data(), v.data(), ev.size());
 }
 
 template <typename S>
@@ -243,7 +264,7 @@ std::vector<S> Engine<S>::prefill(const std::vector<int>& tokens, bool all_logit
   const int T = static_cast<int>(tokens.size());
   check_tokens(tokens.data(), T);
   const long V = w_->config.vocab_size;
-  std::vector<S> logits((all_logits ? T : 1) * V);
+  BackendArray<S> out = backend_->alloc((all_logits ? T : 1) * V);  // the logits
   kv_.begin_step();
   passes_run_.clear();
   exact_rows_ = T;
@@ -252,17 +273,16 @@ std::vector<S> Engine<S>::prefill(const std::vector<int>& tokens, bool all_logit
   tap_kept_.assign(kv_.num_banks(), {});
   if (!plan_.has_upward() || !token_by_token(T)) {
     // All rows at once; cyclic blocks (if any) run their passes inside (reference/lckv.cpp).
-    forward(tokens.data(), T, /*batched=*/true, all_logits, logits.data());
+    forward(tokens.data(), T, /*batched=*/true, all_logits, out.data());
   } else {
     // Token by token: each upward reader sees the target's K/V of every earlier token (exact).
-    std::vector<S> row(V);
     for (int t = 0; t < T; ++t) {
-      forward(&tokens[t], 1, /*batched=*/false, false, row.data());
-      if (all_logits || t == T - 1) {
-        std::copy(row.begin(), row.end(), logits.begin() + (all_logits ? t * V : 0));
-      }
+      // Every token's logits go to its own row; without all_logits, each overwrites the one row.
+      forward(&tokens[t], 1, /*batched=*/false, false, out.data() + (all_logits ? t * V : 0));
     }
   }
+  std::vector<S> logits(out.size());
+  backend_->download(logits.data(), out.data(), out.size());
   in_prefill_ = false;
   apply_prompt_budgets(T);
   emit_step("prefill", T);
@@ -272,27 +292,29 @@ std::vector<S> Engine<S>::prefill(const std::vector<int>& tokens, bool all_logit
 template <typename S>
 std::vector<S> Engine<S>::decode(int token) {
   check_tokens(&token, 1);
-  std::vector<S> logits(w_->config.vocab_size);
+  BackendArray<S> out = backend_->alloc(w_->config.vocab_size);
   ++step_;
   kv_.begin_step();
   tapping_ = observers_.wants(EventKind::tensors);
-  forward(&token, 1, /*batched=*/false, false, logits.data());
+  forward(&token, 1, /*batched=*/false, false, out.data());
+  std::vector<S> logits(out.size());
+  backend_->download(logits.data(), out.data(), out.size());
   for (int b = 0; b < kv_.num_banks(); ++b) kv_.apply_policy(b);  // evict after every step
   emit_step("decode", 1);
   return logits;
 }
 
 template <typename S>
-typename Engine<S>::Workspace Engine<S>::make_workspace(int T) const {
+typename Engine<S>::Workspace Engine<S>::make_workspace(int T) {
   const ModelConfig& c = w_->config;
   const long rows = T, Q = static_cast<long>(c.num_attention_heads) * c.head_dim;
   Workspace ws;
-  ws.h.resize(rows * c.hidden_size);
-  ws.q.resize(rows * Q);
-  ws.att.resize(rows * Q);
-  ws.o.resize(rows * c.hidden_size);
-  ws.gate.resize(rows * c.intermediate_size);
-  ws.up.resize(rows * c.intermediate_size);
+  ws.h = backend_->alloc(rows * c.hidden_size);
+  ws.q = backend_->alloc(rows * Q);
+  ws.att = backend_->alloc(rows * Q);
+  ws.o = backend_->alloc(rows * c.hidden_size);
+  ws.gate = backend_->alloc(rows * c.intermediate_size);
+  ws.up = backend_->alloc(rows * c.intermediate_size);
   return ws;
 }
 
@@ -313,8 +335,8 @@ void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits,
   std::vector<int> pos(T);  // (T)
   for (int t = 0; t < T; ++t) pos[t] = pos_ + t;
 
-  Buffer<S> x(static_cast<long>(T) * C);  // (T, C) residual stream
-  backend_->embed(x.data(), w_->embed.data(), tokens, T, C);
+  BackendArray<S> x = backend_->alloc(static_cast<long>(T) * C);  // (T, C) residual stream
+  backend_->embed(x.data(), rw_.embed, tokens, T, C);
   if (tapping_) {
     tap_step_ = !in_prefill_ ? "decode" + std::to_string(step_)
                 : batched    ? std::string("prefill")
@@ -338,9 +360,9 @@ void Engine<S>::forward(const int* tokens, int T, bool batched, bool all_logits,
 
   // logits = W_cls · RMSNorm_final(x): every row, or the last.
   const int first = all_logits ? 0 : T - 1;
-  backend_->rmsnorm(ws.h.data(), x.data() + static_cast<long>(first) * C, w_->final_norm.data(),
-                    T - first, C, c.rms_norm_eps);
-  backend_->linear(logits, ws.h.data(), w_->cls(), T - first, C, c.vocab_size);
+  backend_->rmsnorm(ws.h.data(), x.data() + static_cast<long>(first) * C, rw_.final_norm, T - first,
+                    C, c.rms_norm_eps);
+  backend_->linear(logits, ws.h.data(), rw_.cls, T - first, C, c.vocab_size);
 }
 
 template <typename S>
@@ -370,22 +392,23 @@ void Engine<S>::attention_block(int l, S* x, const int* pos, int T, bool batched
   const ModelConfig& c = w_->config;
   const int C = c.hidden_size, Q = c.num_attention_heads * c.head_dim;
   const long n = static_cast<long>(T) * C;
-  const LayerWeights<S>& L = w_->layers[l];
-  backend_->rmsnorm(ws.h.data(), x, L.attn_norm.data(), T, C, c.rms_norm_eps);
+  const LayerResident& L = rw_.layers[l];
+  backend_->rmsnorm(ws.h.data(), x, L.attn_norm, T, C, c.rms_norm_eps);
   if (tapping_) tap(tap_name(l, "attn.norm_in"), {T, C}, ws.h.data());
   if (plan_.is_kv_layer(l)) {
     // Q, K and V of the same normed rows: one unit of work for the backend.
     const int KV = c.num_key_value_heads * c.head_dim;
-    Buffer<S> k(static_cast<long>(T) * KV), v(static_cast<long>(T) * KV);  // (T, H_kv*D)
+    BackendArray<S> k = backend_->alloc(static_cast<long>(T) * KV);  // (T, H_kv*D)
+    BackendArray<S> v = backend_->alloc(static_cast<long>(T) * KV);
     const LinearOut<S> qkv[3] = {
-        {ws.q.data(), L.wq.data(), Q}, {k.data(), L.wk.data(), KV}, {v.data(), L.wv.data(), KV}};
+        {ws.q.data(), L.wq, Q}, {k.data(), L.wk, KV}, {v.data(), L.wv, KV}};
     backend_->linears(qkv, 3, ws.h.data(), T, C);
     write_kv(l, pos, T, batched, std::move(k), std::move(v), rows);
   } else {
-    backend_->linear(ws.q.data(), ws.h.data(), L.wq.data(), T, C, Q);
+    backend_->linear(ws.q.data(), ws.h.data(), L.wq, T, C, Q);
   }
   const bool measure = measuring_importance();
-  if (measure) importance_.before(x, n);  // §6: the stream before this layer's attention
+  if (measure) importance_.before(*backend_, x, n);  // §6: the stream before this layer's attention
   if (batched) {
     // Upward readers see the target's K/V of the previous pass; everyone else this pass's.
     attend_rows(l, pos, T, rows, plan_.is_upward(l) ? *prev : rows, ws);
@@ -397,15 +420,15 @@ void Engine<S>::attention_block(int l, S* x, const int* pos, int T, bool batched
     tap(tap_name(l, "attn.q"), {T, H, D}, ws.q.data());  // rotated, as attention used it
     tap(tap_name(l, "attn.out"), {T, H, D}, ws.att.data());
   }
-  backend_->linear(ws.o.data(), ws.att.data(), L.wo.data(), T, Q, C);
+  backend_->linear(ws.o.data(), ws.att.data(), L.wo, T, Q, C);
   backend_->add(x, ws.o.data(), n);
   if (tapping_) tap(tap_name(l, "attn.resid"), {T, C}, x);
   if (measure) importance_.after(*backend_, l, x, T, C);
 }
 
 template <typename S>
-void Engine<S>::write_kv(int l, const int* pos, int T, bool batched, Buffer<S> k, Buffer<S> v,
-                         BankRows& rows) {
+void Engine<S>::write_kv(int l, const int* pos, int T, bool batched, BackendArray<S> k,
+                         BackendArray<S> v, BankRows& rows) {
   const ModelConfig& c = w_->config;
   const int Hkv = c.num_key_value_heads;
   const int b = kv_.bank_of_layer(l);
@@ -414,15 +437,18 @@ void Engine<S>::write_kv(int l, const int* pos, int T, bool batched, Buffer<S> k
   const long n = static_cast<long>(T) * c.num_key_value_heads * c.head_dim;
   // A narrower K/V dtype: the values every attention reads are the stored, rounded ones. Keys are
   // rounded as stored: pre-RoPE in cache position mode, after RoPE otherwise.
-  if (round_kv_) round_to_dtype(v.data(), n, kv_dtype_);
+  if (round_kv_) backend_->round_to_dtype(v.data(), n, kv_dtype_);
   if (cache_mode) {
-    if (round_kv_) round_to_dtype(k.data(), n, kv_dtype_);
+    if (round_kv_) backend_->round_to_dtype(k.data(), n, kv_dtype_);
     // Pre-RoPE keys go to the bank; readers rotate them by slot (§5, positions.hpp).
-    if (batched) rows.k_raw[b] = k;
+    if (batched) {
+      rows.k_raw[b] = backend_->alloc(n);
+      backend_->copy(rows.k_raw[b].data(), k.data(), n);
+    }
     if (!batched) kv_.append(b, k.data(), v.data(), pos, T);
   }
   backend_->rope(k.data(), pos, T, Hkv, c.head_dim, c.rope_theta, RopePairing::half);  // §2
-  if (round_kv_ && !cache_mode) round_to_dtype(k.data(), n, kv_dtype_);
+  if (round_kv_ && !cache_mode) backend_->round_to_dtype(k.data(), n, kv_dtype_);
   if (tapping_) {
     tap(tap_name(l, "attn.k"), {T, Hkv, c.head_dim}, k.data());
     tap(tap_name(l, "attn.v"), {T, Hkv, c.head_dim}, v.data());
@@ -451,7 +477,7 @@ bool Engine<S>::needs_probs(int b) const {
 
 template <typename S>
 AttentionArgs<S> Engine<S>::query_args(int l, const int* pos, int T, int N, bool probs,
-                                       Workspace& ws) const {
+                                       Workspace& ws) {
   const ModelConfig& c = w_->config;
   AttentionArgs<S> a;
   a.out = ws.att.data();
@@ -463,9 +489,10 @@ AttentionArgs<S> Engine<S>::query_args(int l, const int* pos, int T, int N, bool
   a.H_kv = c.num_key_value_heads;
   a.D = c.head_dim;
   a.set = attention_set(l);
-  if (probs) ws.probs.resize(static_cast<long>(a.H) * T * N);
+  const long n = static_cast<long>(a.H) * T * N;
+  if (probs && ws.probs.size() != n) ws.probs = backend_->alloc(n);
   a.probs = probs ? ws.probs.data() : nullptr;
-  if (tapping_) ws.scores.resize(static_cast<long>(a.H) * T * N);
+  if (tapping_ && ws.scores.size() != n) ws.scores = backend_->alloc(n);
   a.scores = tapping_ ? ws.scores.data() : nullptr;
   return a;
 }
@@ -491,7 +518,7 @@ void Engine<S>::attend_rows(int l, const int* pos, int T, BankRows& rows, const 
   }
   if (!probs) return;
   if (kv_.bank(b).evicts() && kv_.bank(b).policy.kind == SequencePolicy::h2o) {
-    rows.h2o.record(l, ws.probs.data(), pos, a.set, H, T, Hkv);
+    rows.h2o.record(l, *backend_, ws.probs.data(), pos, a.set, H, T, Hkv);
   }
   emit_attention(l, pos, T, pos, T, 0, ws.probs.data());
 }
@@ -520,7 +547,7 @@ void Engine<S>::attend_bank(int l, const int* pos, int T, Workspace& ws) {
   }
   if (!probs) return;
   if (bank.evicts() && bank.policy.kind == SequencePolicy::h2o) {
-    kv_.add_scores(b, ws.probs.data(), pos, a.set, H, T, N);
+    kv_.add_scores(b, *backend_, ws.probs.data(), pos, a.set, H, T, N);
   }
   emit_attention(l, pos, T, kpos.data(), N, N, ws.probs.data());
 }
@@ -545,7 +572,9 @@ void Engine<S>::emit_attention(int l, const int* pos, int T, const int* kpos, in
     const int* p = kpos + static_cast<long>(g) * stride;
     e.key_pos.insert(e.key_pos.end(), p, p + N);
   }
-  e.probs.assign(probs, probs + static_cast<long>(e.heads) * T * N);
+  std::vector<S> host(static_cast<long>(e.heads) * T * N);
+  backend_->download(host.data(), probs, static_cast<long>(host.size()));
+  e.probs.assign(host.begin(), host.end());
   observers_.emit(EventKind::attention, e, &Observer::on_attention);
 }
 
@@ -553,14 +582,13 @@ template <typename S>
 void Engine<S>::mlp_block(int l, S* x, int T, Workspace& ws) {
   const ModelConfig& c = w_->config;
   const int C = c.hidden_size, F = c.intermediate_size;
-  const LayerWeights<S>& L = w_->layers[l];
-  backend_->rmsnorm(ws.h.data(), x, L.ffn_norm.data(), T, C, c.rms_norm_eps);
+  const LayerResident& L = rw_.layers[l];
+  backend_->rmsnorm(ws.h.data(), x, L.ffn_norm, T, C, c.rms_norm_eps);
   if (tapping_) tap(tap_name(l, "mlp.norm_in"), {T, C}, ws.h.data());
-  const LinearOut<S> gate_up[2] = {{ws.gate.data(), L.w1.data(), F},
-                                   {ws.up.data(), L.w3.data(), F}};
+  const LinearOut<S> gate_up[2] = {{ws.gate.data(), L.w1, F}, {ws.up.data(), L.w3, F}};
   backend_->linears(gate_up, 2, ws.h.data(), T, C);
   backend_->swiglu(ws.gate.data(), ws.up.data(), static_cast<long>(T) * F);
-  backend_->linear(ws.o.data(), ws.gate.data(), L.w2.data(), T, F, C);
+  backend_->linear(ws.o.data(), ws.gate.data(), L.w2, T, F, C);
   backend_->add(x, ws.o.data(), static_cast<long>(T) * C);
   if (tapping_) {
     tap(tap_name(l, "mlp.out"), {T, C}, ws.o.data());
@@ -577,7 +605,9 @@ std::string Engine<S>::tap_name(int l, const char* what) const {
 
 template <typename S>
 void Engine<S>::tap(const std::string& name, std::vector<std::int64_t> shape, const S* data) const {
-  emit_tensor(observers_, name, std::move(shape), data);
+  std::vector<S> host(tensor_numel(shape));
+  backend_->download(host.data(), data, static_cast<long>(host.size()));
+  emit_tensor(observers_, name, std::move(shape), host.data());
 }
 
 template <typename S>
@@ -697,7 +727,11 @@ void Engine<S>::fill_random_cache(int depth, std::uint64_t seed) {
     for (auto& x : v) x = static_cast<S>(normal());
     std::vector<int> pos(cells);
     for (int i = 0; i < cells; ++i) pos[i] = depth - cells + i;
-    kv_.append(b, k.data(), v.data(), pos.data(), cells);
+    BackendArray<S> dk = backend_->alloc(static_cast<long>(k.size()));
+    BackendArray<S> dv = backend_->alloc(static_cast<long>(v.size()));
+    backend_->upload(dk.data(), k.data(), dk.size());
+    backend_->upload(dv.data(), v.data(), dv.size());
+    kv_.append(b, dk.data(), dv.data(), pos.data(), cells);
   }
   pos_ = depth;
 }
@@ -709,8 +743,10 @@ typename Engine<S>::HeldKv Engine<S>::held_kv(int b) const {
   }
   const BankMeta& bank = kv_.bank(b);
   const long n = static_cast<long>(bank.held()) * kv_.row_size();
-  return {std::vector<S>(kv_.keys(b), kv_.keys(b) + n),
-          std::vector<S>(kv_.values(b), kv_.values(b) + n), bank.held()};
+  HeldKv held{std::vector<S>(n), std::vector<S>(n), bank.held()};
+  backend_->download(held.k.data(), kv_.keys(b), n);
+  backend_->download(held.v.data(), kv_.values(b), n);
+  return held;
 }
 
 template class Engine<float>;

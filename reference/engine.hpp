@@ -4,7 +4,9 @@
 // (lckv.cpp), eviction policies (policies.hpp), H2O scores (h2o.hpp), Squeeze importance
 // (importance.hpp, squeeze.hpp) and position modes (positions.hpp). Telemetry goes to subscribed
 // observers; what nobody subscribed to is not computed. Subscribing to EventKind::tensors gets
-// every intermediate tensor (tensor_tap.hpp; the names of docs/crosscheck.md).
+// every intermediate tensor (tensor_tap.hpp; the names of docs/crosscheck.md). Activations, K/V
+// and workspaces live in the backend's memory (backend.hpp): the engine passes them to backend
+// operations and copies to the host only what leaves it (logits, telemetry, held_kv).
 #pragma once
 
 #include <cstdint>
@@ -102,7 +104,7 @@ class Engine {
 
   // Exact K/V of bank b for the next prefill's prompt, (T, H_kv*D) each, from a token-by-token
   // run: iterative passes then report their error against it (PrefillPassEvent::err_k/err_v).
-  void set_exact_kv(int bank, std::vector<S> k, std::vector<S> v);
+  void set_exact_kv(int bank, const std::vector<S>& k, const std::vector<S>& v);
 
   // Throws the kvlab::Error a prefill of `prompt_tokens` tokens would throw when the uniform
   // budget resolves (a percentage that keeps no token of this prompt, a budget below the policy's
@@ -134,23 +136,24 @@ class Engine {
  private:
   // Runs T tokens at positions pos_ .. pos_+T-1. `batched`: the layer K/V of these rows are held
   // apart and committed after the last layer (prefill); otherwise they enter the banks as each KV
-  // layer computes them (decode). Writes logits (T or 1, V).
+  // layer computes them (decode). Writes logits (T or 1, V) to `logits`, backend memory.
   void forward(const int* tokens, int T, bool batched, bool all_logits, S* logits);
 
   // Per-bank K/V of the rows in flight (batched mode): (T, H_kv*D) each, empty when not computed.
+  // Backend memory, as every floating array below.
   struct BankRows {
-    std::vector<Buffer<S>> k, v;   // per bank: post-RoPE keys, values (T, H_kv*D)
-    std::vector<Buffer<S>> k_raw;  // per bank, cache position mode: pre-RoPE keys
-    PromptScores h2o;              // per reading layer, H2O banks: the prompt's scores
+    std::vector<BackendArray<S>> k, v;   // per bank: post-RoPE keys, values (T, H_kv*D)
+    std::vector<BackendArray<S>> k_raw;  // per bank, cache position mode: pre-RoPE keys
+    PromptScores h2o;                    // per reading layer, H2O banks: the prompt's scores
   };
   // Scratch buffers of one forward call, sized for T rows.
   struct Workspace {
-    Buffer<S> h, q, att, o, gate, up;
-    Buffer<S> probs;    // (H, T, N) when H2O or an observer needs them
-    Buffer<S> scores;   // (H, T, N) pre-softmax, only while tapping
-    Buffer<S> rotated;  // cache position mode: slot-rotated keys
+    BackendArray<S> h, q, att, o, gate, up;
+    BackendArray<S> probs;    // (H, T, N) when H2O or an observer needs them
+    BackendArray<S> scores;   // (H, T, N) pre-softmax, only while tapping
+    BackendArray<S> rotated;  // cache position mode: slot-rotated keys
   };
-  Workspace make_workspace(int T) const;
+  Workspace make_workspace(int T);
   BankRows make_rows() const;
   // One layer on the rows x (T, C), in place: attention then MLP. Batched: a KV layer writes
   // rows; readers read rows, or `prev` for upward readers (the targets' K/V of the previous pass).
@@ -161,7 +164,7 @@ class Engine {
                        const BankRows* prev, Workspace& ws);
   // A KV layer's K, V (T, H_kv*D) of the rows, before RoPE: rotated, then kept in `rows`
   // (batched) or appended to its bank.
-  void write_kv(int l, const int* pos, int T, bool batched, Buffer<S> k, Buffer<S> v,
+  void write_kv(int l, const int* pos, int T, bool batched, BackendArray<S> k, BackendArray<S> v,
                 BankRows& rows);
   // Attention of the rows over the prompt's own rows (batched) or over the bank (decode).
   void attend_rows(int l, const int* pos, int T, BankRows& rows, const BankRows& src,
@@ -174,7 +177,7 @@ class Engine {
   bool needs_probs(int b) const;
   // The query side of an attention call over N cells: output, rotated queries, shapes, the set,
   // and the probabilities buffer when `probs`. The caller fills in the keys.
-  AttentionArgs<S> query_args(int l, const int* pos, int T, int N, bool probs, Workspace& ws) const;
+  AttentionArgs<S> query_args(int l, const int* pos, int T, int N, bool probs, Workspace& ws);
   void emit_attention(int l, const int* pos, int T, const int* kpos, int N, int stride,
                       const S* probs) const;
   // Batched prefill: the rows enter the banks; H2O banks get the prompt's scores.
@@ -191,14 +194,27 @@ class Engine {
   // EventKind::tensors (tensor_tap.hpp): the name of a tensor of layer l in the step running,
   // e.g. "prefill.pass2.layer5." + what; the emitters; kept/evicted positions after a step.
   std::string tap_name(int l, const char* what) const;
+  // data: backend memory, copied to the host for the observers.
   void tap(const std::string& name, std::vector<std::int64_t> shape, const S* data) const;
   void tap_positions(const std::string& name, int rows, int cols, const int* data,
                      int row_stride) const;
   void tap_cache(int tokens_in_step);
   void validate_policy_budget();
 
+  // The weights in the backend's memory (Backend::resident), resolved once.
+  struct LayerResident {
+    const S *attn_norm = nullptr, *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
+    const S *ffn_norm = nullptr, *w1 = nullptr, *w3 = nullptr, *w2 = nullptr;
+  };
+  struct Resident {
+    const S *embed = nullptr, *final_norm = nullptr, *cls = nullptr;
+    std::vector<LayerResident> layers;
+  };
+  static Resident make_resident(Backend<S>& backend, const ModelWeights<S>& w);
+
   std::shared_ptr<const ModelWeights<S>> w_;
-  std::unique_ptr<Backend<S>> backend_;
+  std::unique_ptr<Backend<S>> backend_;  // before everything that holds its memory
+  Resident rw_;
   KvPlan plan_;
   int context_;
   bool force_nodiag_;
@@ -208,7 +224,7 @@ class Engine {
   ObserverList observers_;
   PrefillSchedule schedule_;
   std::vector<CyclicBlock> blocks_;
-  std::vector<std::vector<S>> exact_k_, exact_v_;  // per bank; empty when unknown
+  std::vector<BackendArray<S>> exact_k_, exact_v_;  // per bank; empty when unknown
   std::vector<int> passes_run_;
   PolicySpec policy_;
   BudgetSpec budget_;

@@ -2,17 +2,14 @@
 
 namespace kvlab::ref {
 
-template <typename S>
-void accumulate_h2o(double* score, double* count, const int* pos, const S* probs, const int* qpos,
-                    AttentionSet set, int H, int T, int N, int H_kv) {
+void accumulate_h2o_counts(double* count, const int* pos, const int* qpos, AttentionSet set, int H,
+                           int T, int N, int H_kv) {
   const int group = H / H_kv;
   for (int h = 0; h < H; ++h) {
     const int g = h / group;
     for (int i = 0; i < T; ++i) {
-      const S* p = probs + (static_cast<long>(h) * T + i) * N;
       for (int j = 0; j < N; ++j) {
         const long c = static_cast<long>(j) * H_kv + g;
-        score[c] += static_cast<double>(p[j]);
         count[c] += set.allows(qpos[i], pos[c]) ? 1.0 : 0.0;
       }
     }
@@ -20,16 +17,16 @@ void accumulate_h2o(double* score, double* count, const int* pos, const S* probs
 }
 
 template <typename S>
-void PromptScores::record(int l, const S* probs, const int* pos, AttentionSet set, int H, int T,
-                          int H_kv) {
+void PromptScores::record(int l, Backend<S>& backend, const S* probs, const int* pos,
+                          AttentionSet set, int H, int T, int H_kv) {
   score_[l].assign(static_cast<long>(T) * H_kv, 0.0);
   count_[l].assign(score_[l].size(), 0.0);
   std::vector<int> cell_pos(score_[l].size());  // (T, H_kv): every head holds every prompt token
   for (int t = 0; t < T; ++t) {
     for (int g = 0; g < H_kv; ++g) cell_pos[static_cast<long>(t) * H_kv + g] = pos[t];
   }
-  accumulate_h2o(score_[l].data(), count_[l].data(), cell_pos.data(), probs, pos, set, H, T, T,
-                 H_kv);
+  accumulate_h2o(backend, score_[l].data(), count_[l].data(), cell_pos.data(), probs, pos, set, H,
+                 T, T, H_kv);
 }
 
 void PromptScores::sum_for_bank(const KvPlan& plan, int kv_layer, int T, int H_kv,
@@ -62,11 +59,9 @@ void emit_h2o_scores(const ObserverList& observers, int step, int kv_layer, int 
   }
 }
 
-template void accumulate_h2o(double*, double*, const int*, const float*, const int*, AttentionSet,
-                             int, int, int, int);
-template void accumulate_h2o(double*, double*, const int*, const double*, const int*, AttentionSet,
-                             int, int, int, int);
-template void PromptScores::record(int, const float*, const int*, AttentionSet, int, int, int);
-template void PromptScores::record(int, const double*, const int*, AttentionSet, int, int, int);
+template void PromptScores::record(int, Backend<float>&, const float*, const int*, AttentionSet,
+                                   int, int, int);
+template void PromptScores::record(int, Backend<double>&, const double*, const int*, AttentionSet,
+                                   int, int, int);
 
 }  // namespace kvlab::ref

@@ -7,25 +7,37 @@
 
 #include "core/plan.hpp"
 #include "core/telemetry.hpp"
+#include "reference/backend.hpp"
 #include "reference/op_types.hpp"
 
 namespace kvlab::ref {
 
-// Adds attention to cells laid out (N, H_kv): score, count and their positions pos. probs
-// (H, T, N) for query rows at qpos (T) under `set`; query head h belongs to KV head h / (H / H_kv).
-// A cell's count grows by one for each query row and head that could see it.
+// The count half of H2O accumulation, on metadata only: cells laid out (N, H_kv) with positions
+// pos; a cell's count grows by one for each query row (at qpos (T), under `set`) and query head
+// (H of them; head h belongs to KV head h / (H / H_kv)) that could see it.
+void accumulate_h2o_counts(double* count, const int* pos, const int* qpos, AttentionSet set, int H,
+                           int T, int N, int H_kv);
+
+// Adds attention to cells laid out (N, H_kv): score (Backend::h2o_scores, from probs (H, T, N) in
+// the backend's memory) and count (accumulate_h2o_counts). score, count, pos, qpos: host memory.
 template <typename S>
-void accumulate_h2o(double* score, double* count, const int* pos, const S* probs, const int* qpos,
-                    AttentionSet set, int H, int T, int N, int H_kv);
+void accumulate_h2o(Backend<S>& backend, double* score, double* count, const int* pos,
+                    const S* probs, const int* qpos, AttentionSet set, int H, int T, int N,
+                    int H_kv) {
+  backend.h2o_scores(score, probs, H, T, N, H_kv);
+  accumulate_h2o_counts(count, pos, qpos, set, H, T, N, H_kv);
+}
 
 // A prompt's H2O scores while its rows are in flight (batched prefill): per reading layer, the
 // (T, H_kv) scores and counts of the prompt's own cells, summed over a bank's readers at commit.
 class PromptScores {
  public:
   void reset(int layers) { score_.assign(layers, {}), count_.assign(layers, {}); }
-  // Records layer l's attention probs (H, T, T) over the prompt rows at positions pos (T).
+  // Records layer l's attention probs (H, T, T) (backend memory) over the prompt rows at
+  // positions pos (T).
   template <typename S>
-  void record(int l, const S* probs, const int* pos, AttentionSet set, int H, int T, int H_kv);
+  void record(int l, Backend<S>& backend, const S* probs, const int* pos, AttentionSet set, int H,
+              int T, int H_kv);
   // The prompt's scores for the bank of `kv_layer`: the sum over every layer that reads it (§5).
   void sum_for_bank(const KvPlan& plan, int kv_layer, int T, int H_kv, std::vector<double>& score,
                     std::vector<double>& count) const;

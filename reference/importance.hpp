@@ -8,7 +8,6 @@
 
 #include "core/plan.hpp"
 #include "reference/backend.hpp"
-#include "reference/buffer.hpp"
 
 namespace kvlab::ref {
 
@@ -18,8 +17,11 @@ class ImportanceMeter {
   void reset(int layers) { sum_.assign(layers, 0.0), count_.assign(layers, 0.0); }
   // Restarts layer l (an LCKV block measures its last pass only).
   void restart(int l) { sum_[l] = count_[l] = 0; }
-  // Keeps the stream x (T, C) entering layer l's attention.
-  void before(const S* x, long n) { x_in_.assign(x, x + n); }
+  // Keeps the stream x (T, C) entering layer l's attention (backend memory, as x in after()).
+  void before(Backend<S>& backend, const S* x, long n) {
+    if (x_in_.size() != n) x_in_ = backend.alloc(n);
+    backend.copy(x_in_.data(), x, n);
+  }
   // Adds cos(x_in_t, x_t) of every row of x (T, C) after layer l's attention.
   void after(Backend<S>& backend, int l, const S* x, int T, int C);
   // s_l per layer (0 for a layer that saw no token).
@@ -27,7 +29,7 @@ class ImportanceMeter {
 
  private:
   std::vector<double> sum_, count_;  // per layer: Σ_t cos, tokens
-  Buffer<S> x_in_;                   // (T, C)
+  BackendArray<S> x_in_;             // (T, C), backend memory
   std::vector<double> cos_;          // (T)
 };
 

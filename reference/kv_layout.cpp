@@ -93,12 +93,9 @@ void KvLayout::commit_append(int b, int slot, const int* pos, int n) {
   bank.cells = slot + n;
 }
 
-template <typename S>
-void KvLayout::add_scores(int b, const S* probs, const int* qpos, AttentionSet set, int H, int T,
-                          int N) {
+void KvLayout::add_counts(int b, const int* qpos, AttentionSet set, int H, int T, int N) {
   BankMeta& bank = banks_[b];
-  accumulate_h2o(bank.score.data(), bank.count.data(), bank.pos.data(), probs, qpos, set, H, T, N,
-                 hkv_);
+  accumulate_h2o_counts(bank.count.data(), bank.pos.data(), qpos, set, H, T, N, hkv_);
 }
 
 void KvLayout::set_scores(int b, const std::vector<double>& score,
@@ -192,8 +189,5 @@ std::int64_t KvLayout::score_bytes_held() const {
   }
   return s;
 }
-
-template void KvLayout::add_scores(int, const float*, const int*, AttentionSet, int, int, int);
-template void KvLayout::add_scores(int, const double*, const int*, AttentionSet, int, int, int);
 
 }  // namespace kvlab::ref

@@ -74,9 +74,10 @@ class KvLayout {
   // Records the positions of n written cells at `slot` (every KV head alike), scores zero.
   void commit_append(int b, int slot, const int* pos, int n);
 
-  // H2O (h2o.hpp): adds attention probs (H, T, N) of query rows at qpos (T) to the first N cells.
-  template <typename S>
-  void add_scores(int b, const S* probs, const int* qpos, AttentionSet set, int H, int T, int N);
+  // H2O (h2o.hpp): bank b's scores (capacity, H_kv), for Backend::h2o_scores to add to, and the
+  // counts of query rows at qpos (T) of H heads under `set` over the first N cells.
+  double* scores(int b) { return banks_[b].score.data(); }
+  void add_counts(int b, const int* qpos, AttentionSet set, int H, int T, int N);
   // Replaces the scores of bank b's first n cells: score, count (n, H_kv).
   void set_scores(int b, const std::vector<double>& score, const std::vector<double>& count);
   // The budget an evicting bank enforces from now on (a prompt's B; SqueezeAttention's B_l).

@@ -16,18 +16,15 @@ struct Delta {
   double max_abs = 0, mean_abs = 0, rel = 0, rel_mean = 0;
 };
 
-// |now - before| statistics, relative to the largest |now|.
-template <typename A, typename B>
-Delta delta(const A& now, const B& before) {
+// |now - before| statistics of n values in the backend's memory, relative to the largest |now|.
+template <typename S>
+Delta delta(Backend<S>& backend, const S* now, const S* before, long n) {
   Delta d;
-  double scale = 0, sum = 0;
-  for (std::size_t i = 0; i < now.size(); ++i) {
-    const double diff = std::abs(static_cast<double>(now[i]) - static_cast<double>(before[i]));
-    d.max_abs = std::max(d.max_abs, diff);
-    sum += diff;
-    scale = std::max(scale, std::abs(static_cast<double>(now[i])));
-  }
-  d.mean_abs = now.empty() ? 0 : sum / static_cast<double>(now.size());
+  double stats[3] = {0, 0, 0};  // max |now - before|, Σ |now - before|, max |now|
+  if (n > 0) backend.diff_stats(stats, now, before, n);
+  d.max_abs = stats[0];
+  const double sum = stats[1], scale = stats[2];
+  d.mean_abs = n == 0 ? 0 : sum / static_cast<double>(n);
   d.rel = scale > 0 ? d.max_abs / scale : (d.max_abs > 0 ? 1.0 : 0.0);
   d.rel_mean = scale > 0 ? d.mean_abs / scale : (d.mean_abs > 0 ? 1.0 : 0.0);
   return d;
@@ -51,16 +48,17 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
   prev.k.resize(kv_.num_banks());
   prev.v.resize(kv_.num_banks());
   for (int b : targets) {
-    prev.k[b].assign(kv_size, S(0));
-    prev.v[b].assign(kv_size, S(0));
+    prev.k[b] = backend_->alloc(kv_size);  // zeros
+    prev.v[b] = backend_->alloc(kv_size);
   }
 
   const bool converge = schedule_.mode == PrefillMode::converge;
   const int max_passes = converge ? schedule_.max_passes : schedule_.passes;
-  const Buffer<S> input(x, x + n);  // (T, C): every pass restarts from here
+  BackendArray<S> input = backend_->alloc(n);  // (T, C): every pass restarts from here
+  backend_->copy(input.data(), x, n);
   int pass = 0;
   for (pass = 1; pass <= max_passes; ++pass) {
-    std::copy(input.begin(), input.end(), x);
+    backend_->copy(x, input.data(), n);
     pass_ = pass;
     for (int l = blk.first; l <= blk.last; ++l) {
       importance_.restart(l);  // importance is measured on the last pass
@@ -70,7 +68,8 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
     double worst = 0;
     std::vector<PrefillPassEvent> events;
     for (int b : targets) {
-      const Delta dk = delta(rows.k[b], prev.k[b]), dv = delta(rows.v[b], prev.v[b]);
+      const Delta dk = delta(*backend_, rows.k[b].data(), prev.k[b].data(), kv_size),
+                  dv = delta(*backend_, rows.v[b].data(), prev.v[b].data(), kv_size);
       worst = std::max({worst, dk.rel, dv.rel});
       PrefillPassEvent e;
       e.block = index;
@@ -90,10 +89,10 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
       e.rel_dv = dv.rel;
       e.rel_mean_dk = dk.rel_mean;
       e.rel_mean_dv = dv.rel_mean;
-      if (static_cast<long>(exact_k_[b].size()) == kv_size) {
+      if (exact_k_[b].size() == kv_size) {
         // Error against the exact (token-by-token) K/V: delta() relative to the exact scale.
-        e.err_k = delta(exact_k_[b], rows.k[b]).rel;
-        e.err_v = delta(exact_v_[b], rows.v[b]).rel;
+        e.err_k = delta(*backend_, exact_k_[b].data(), rows.k[b].data(), kv_size).rel;
+        e.err_v = delta(*backend_, exact_v_[b].data(), rows.v[b].data(), kv_size).rel;
       }
       events.push_back(e);
     }
@@ -112,8 +111,8 @@ void Engine<S>::run_cyclic_block(int index, S* x, const int* pos, int T, BankRow
         tap(name + "k", shape, rows.k[b].data());
         tap(name + "v", shape, rows.v[b].data());
       }
-      prev.k[b] = rows.k[b];
-      prev.v[b] = rows.v[b];
+      backend_->copy(prev.k[b].data(), rows.k[b].data(), kv_size);
+      backend_->copy(prev.v[b].data(), rows.v[b].data(), kv_size);
     }
     if (converged) break;
     if (schedule_.stop_when_exact && pass >= T) break;  // every row at its fixed point

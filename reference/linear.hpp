@@ -1,7 +1,8 @@
 // out (T, N) = x (T, K) · Wᵀ, W (N, K) row-major, as in every Llama projection.
-// One row (decode): bound by reading W from memory. Eigen's matrix-vector product does runs of
-// 16-row units of W that the threads claim as they go (gemv_group below), so every output is
-// computed the same way whatever the thread count, and a core that is slow for a moment does not
+// One row (decode): bound by reading W from memory. A matrix-vector product (float32: one row
+// of W after the other, gemv_rows below; float64: Eigen's) does runs of 16-row units of W that
+// the threads claim as they go (gemv_group below), so every output is computed the same way
+// whatever the thread count, and a core that is slow for a moment does not
 // hold up the other. Several products of one input (a layer's Q, K, V; the MLP's gate and up)
 // share one parallel region: linears().
 // Many rows (prefill): a matrix product, bound by arithmetic: OpenBLAS's when the build has it
@@ -25,7 +26,7 @@ namespace kvlab::ref {
 
 namespace detail {
 
-// out[n0, n1) = W[n0, n1) · x: rows of one decode product.
+// out[n0, n1) = W[n0, n1) · x: rows of one decode product, float64: Eigen's row-major GEMV.
 template <typename S>
 void gemv_rows(S* out, const S* x, const S* w, int K, int n0, int n1) {
   using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -34,6 +35,50 @@ void gemv_rows(S* out, const S* x, const S* w, int K, int n0, int n1) {
   Eigen::Map<const Vec> xm(x, K);
   Eigen::Map<Vec> om(out + n0, n1 - n0);
   om.noalias() = wm * xm;  // one dot product per row of W (Eigen's row-major GEMV)
+}
+
+// Sixteen floats: GCC's vector extension, one AVX-512 register where the CPU has it, two AVX or
+// four SSE registers otherwise; the arithmetic is lane by lane, so the bits do not depend on which.
+using F16 = float __attribute__((vector_size(64)));
+
+inline F16 load16(const float* p) {
+  F16 v;
+  __builtin_memcpy(&v, p, sizeof v);  // unaligned load
+  return v;
+}
+
+// The 16 lanes summed as a fixed tree (8 + 8, 4 + 4, 2 + 2, 1 + 1).
+inline float sum16(F16 v) {
+  float h[16];
+  __builtin_memcpy(h, &v, sizeof h);
+  for (int w = 8; w >= 1; w /= 2) {
+    for (int i = 0; i < w; ++i) h[i] += h[i + w];
+  }
+  return h[0];
+}
+
+// Float32: one row of W at a time, front to back, so the whole product reads W as one sequential
+// stream (Eigen's kernel reads 8 rows side by side: 8 streams, which one core's prefetchers follow
+// less well: ~1.2x slower at one thread, measured in docs/performance.md). Each row is 4 x 16
+// lanes of partial sums over 64-value steps, then 16-value steps, then the last K mod 16 values
+// one by one; the order is fixed per row, so every output has the same bits however the rows are
+// shared out between threads.
+inline void gemv_rows(float* out, const float* x, const float* w, int K, int n0, int n1) {
+  for (int n = n0; n < n1; ++n) {
+    const float* row = w + static_cast<long>(n) * K;
+    F16 a0{}, a1{}, a2{}, a3{};
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+      a0 += load16(row + k) * load16(x + k);
+      a1 += load16(row + k + 16) * load16(x + k + 16);
+      a2 += load16(row + k + 32) * load16(x + k + 32);
+      a3 += load16(row + k + 48) * load16(x + k + 48);
+    }
+    for (; k + 16 <= K; k += 16) a0 += load16(row + k) * load16(x + k);
+    float s = sum16((a0 + a1) + (a2 + a3));
+    for (; k < K; ++k) s += row[k] * x[k];
+    out[n] = s;
+  }
 }
 
 // outs[i].out (1, N_i) = x (1, K) · W_iᵀ for every i, in one parallel region.

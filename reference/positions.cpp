@@ -7,14 +7,16 @@ namespace kvlab::ref {
 template <typename S>
 const S* rotate_for_bank(Backend<S>& backend, bool cache_mode, S* q, int pos, const S* bank_k,
                          const int* kpos, int N, int H, int H_kv, int D, double theta,
-                         Buffer<S>& scratch) {
+                         BackendArray<S>& scratch) {
   if (!cache_mode) {
     backend.rope(q, &pos, 1, H, D, theta, RopePairing::half);
     return bank_k;
   }
   // Keys by slot 0..N-1; the query by its token's slot: the last cell when the token was just
   // written to this bank, else the next one.
-  scratch.assign(bank_k, bank_k + static_cast<long>(N) * H_kv * D);
+  const long n = static_cast<long>(N) * H_kv * D;
+  if (scratch.size() != n) scratch = backend.alloc(n);
+  if (n > 0) backend.copy(scratch.data(), bank_k, n);
   std::vector<int> slots(N);
   for (int j = 0; j < N; ++j) slots[j] = j;
   backend.rope(scratch.data(), slots.data(), N, H_kv, D, theta, RopePairing::half);
@@ -25,8 +27,9 @@ const S* rotate_for_bank(Backend<S>& backend, bool cache_mode, S* q, int pos, co
 }
 
 template const float* rotate_for_bank(Backend<float>&, bool, float*, int, const float*, const int*,
-                                      int, int, int, int, double, Buffer<float>&);
+                                      int, int, int, int, double, BackendArray<float>&);
 template const double* rotate_for_bank(Backend<double>&, bool, double*, int, const double*,
-                                       const int*, int, int, int, int, double, Buffer<double>&);
+                                       const int*, int, int, int, int, double,
+                                       BackendArray<double>&);
 
 }  // namespace kvlab::ref

@@ -6,7 +6,6 @@
 #pragma once
 
 #include "reference/backend.hpp"
-#include "reference/buffer.hpp"
 
 namespace kvlab::ref {
 
@@ -14,11 +13,11 @@ enum class PositionMode;  // reference/policies.hpp
 
 // The keys a decode-step query reads from a bank of N cells, and the rotated query. q (1, H*D)
 // is rotated in place; returns the keys to read: `bank_k` itself (absolute) or `scratch` holding
-// the slot-rotated keys (cache). kpos (H_kv, N): the cells' positions (KV head 0's first);
-// pos: the query's position.
+// the slot-rotated keys (cache). q, bank_k and scratch: backend memory; kpos (H_kv, N): the
+// cells' positions (KV head 0's first), host memory; pos: the query's position.
 template <typename S>
 const S* rotate_for_bank(Backend<S>& backend, bool cache_mode, S* q, int pos, const S* bank_k,
                          const int* kpos, int N, int H, int H_kv, int D, double theta,
-                         Buffer<S>& scratch);
+                         BackendArray<S>& scratch);
 
 }  // namespace kvlab::ref

@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "gpu/h2o_sums.cuh"
+#include "reference/cpu_backend.hpp"
 #include "reference/h2o.hpp"
 #include "tests/gpu/gpu_compare.hpp"
 #include "tests/gpu/gpu_test.hpp"
@@ -20,6 +21,7 @@ using namespace kvlab::gpu::testing;
 
 TEST(GpuH2oSums, MatchesAccumulateH2o) {
   KVLAB_REQUIRE_CUDA_DEVICE();
+  kvlab::ref::CpuBackend<float> cpu;
   const int H = 8;
   for (int H_kv : {8, 4, 2, 1}) {
     for (int T : {1, 9, 40}) {
@@ -30,7 +32,7 @@ TEST(GpuH2oSums, MatchesAccumulateH2o) {
             uniform(static_cast<std::size_t>(H) * T * N, 9u + N + T, 0.0, 1.0);
         std::vector<double> score(static_cast<std::size_t>(N) * H_kv, 0.0), count(score.size());
         std::vector<int> pos(score.size(), 0), qpos(T, 1 << 20);
-        kvlab::ref::accumulate_h2o(score.data(), count.data(), pos.data(), probs.data(),
+        kvlab::ref::accumulate_h2o(cpu, score.data(), count.data(), pos.data(), probs.data(),
                                    qpos.data(), kvlab::ref::AttentionSet{}, H, T, N, H_kv);
         std::vector<double> want(score.size());  // (H_kv, N)
         for (int j = 0; j < N; ++j)
@@ -57,6 +59,7 @@ TEST(GpuH2oSums, MatchesAccumulateH2o) {
 // reference's bits exactly: the same additions in the same order.
 TEST(GpuH2oSums, CellMajorAccumulationHasTheReferencesBits) {
   KVLAB_REQUIRE_CUDA_DEVICE();
+  kvlab::ref::CpuBackend<float> cpu;
   const int H = 8;
   for (int H_kv : {8, 2, 1}) {
     for (int T : {1, 13}) {
@@ -67,8 +70,8 @@ TEST(GpuH2oSums, CellMajorAccumulationHasTheReferencesBits) {
       const std::vector<float> start = uniform(static_cast<std::size_t>(N) * H_kv, 5, 0.0, 50.0);
       std::vector<double> want(start.begin(), start.end()), count(want.size());
       std::vector<int> pos(want.size(), 0), qpos(T, 1 << 20);
-      kvlab::ref::accumulate_h2o(want.data(), count.data(), pos.data(), probs.data(), qpos.data(),
-                                 kvlab::ref::AttentionSet{}, H, T, N, H_kv);
+      kvlab::ref::accumulate_h2o(cpu, want.data(), count.data(), pos.data(), probs.data(),
+                                 qpos.data(), kvlab::ref::AttentionSet{}, H, T, N, H_kv);
       DeviceBuffer<float> dp = to_device(probs);
       GuardedOutput<double> out(want.size());
       const std::vector<double> start_d(start.begin(), start.end());

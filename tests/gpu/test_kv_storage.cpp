@@ -1,7 +1,7 @@
-// gpu::DeviceKvStorage against ref::HostKvStorage: the same writes (from host and from device
-// memory), resizes that keep the live rows (growing and shrinking) and head moves (H2O
-// compaction) on three banks of odd sizes; every row both hold as live must be equal bit for bit,
-// and the byte counts equal. Bad indices throw kvlab::Error before any CUDA call.
+// gpu::DeviceKvStorage against ref::BackendKvStorage over the CPU backend: the same writes (from
+// host and from device memory), resizes that keep the live rows (growing and shrinking) and head
+// moves (H2O compaction) on three banks of odd sizes; every row both hold as live must be equal bit
+// for bit, and the byte counts equal. Bad indices throw kvlab::Error before any CUDA call.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -9,7 +9,8 @@
 
 #include "core/error.hpp"
 #include "gpu/kv_storage.hpp"
-#include "reference/kv_storage.hpp"
+#include "reference/backend.hpp"
+#include "reference/cpu_backend.hpp"
 #include "tests/gpu/gpu_compare.hpp"
 #include "tests/gpu/gpu_test.hpp"
 
@@ -22,10 +23,11 @@ using namespace kvlab::gpu::testing;
 constexpr int kHkv = 3, kD = 80, kRow = kHkv * kD;
 
 struct Pair {
-  kvlab::ref::HostKvStorage<float> host;
+  kvlab::ref::CpuBackend<float> cpu;
+  kvlab::ref::BackendKvStorage<float> host;
   DeviceKvStorage<float> dev;
   std::vector<std::vector<bool>> live;  // per bank, per row: written since the last resize
-  Pair(const std::vector<int>& rows) : host(rows, kHkv, kD), dev(rows, kHkv, kD) {
+  Pair(const std::vector<int>& rows) : host(cpu, rows, kHkv, kD), dev(rows, kHkv, kD) {
     for (int r : rows) live.emplace_back(r, false);
   }
   void write(int b, int slot, int n, unsigned seed, bool from_device) {

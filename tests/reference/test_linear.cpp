@@ -52,7 +52,7 @@ void expect_product(const std::vector<S>& out, const std::vector<S>& x, const st
 template <typename S>
 void check_sizes() {
   for (int T : {1, 2, 5}) {
-    for (int K : {1, 3, 17, 64, 129}) {
+    for (int K : {1, 3, 17, 64, 95, 129}) {
       for (int N : {1, 15, 16, 17, 33, 100, 1000}) {
         const auto x = values<S>(static_cast<long>(T) * K, K + N);
         const auto w = values<S>(static_cast<long>(N) * K, K * N);

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "reference/cpu_backend.hpp"
 #include "reference/engine.hpp"
 #include "reference/policies.hpp"
 #include "reference/squeeze.hpp"
@@ -190,7 +191,8 @@ TEST(KvStorePolicies, H2oSelectsPerKvHead) {
   std::vector<double> probs(6 * 6, 0.0);
   for (int h = 0; h < 6; ++h) probs[h * 6 + (h < 3 ? 1 : 3)] = 1.0;
   const int q = 5;
-  store.add_scores(0, probs.data(), &q, AttentionSet{}, 6, 1, 6);
+  CpuBackend<double> cpu;
+  store.add_scores(0, cpu, probs.data(), &q, AttentionSet{}, 6, 1, 6);
   store.set_budget(0, 2);
   store.apply_policy(0);
   EXPECT_EQ(store.positions(0, 0), (std::vector<int>{1, 5}));
