@@ -14,13 +14,16 @@
 #include "gpu/argmax.cuh"
 #include "gpu/cuda_backend.hpp"
 #include "gpu/device_info.hpp"
+#include "gpu/kv_storage.hpp"
 #include "reference/cpu_backend.hpp"
+#include "reference/kv_dtype.hpp"
 #include "reference/sampling.hpp"
 #include "tests/gpu/gpu_compare.hpp"
 #include "tests/gpu/gpu_test.hpp"
 
 namespace {
 
+using kvlab::Dtype;
 using kvlab::gpu::CudaBackend;
 using kvlab::gpu::DeviceBuffer;
 using namespace kvlab::gpu::testing;
@@ -152,6 +155,80 @@ TEST(GpuCudaBackend, EachOperationMatchesTheCpuBackend) {
   EXPECT_EQ(gpu.counters().cosine_rows, 2 * T);
   EXPECT_EQ(cpu.counters().attention_calls, 1);
   EXPECT_EQ(cpu.counters().cosine_rows, T);
+}
+
+// The memory seam (reference/backend.hpp): alloc gives zeros, upload/download/copy move the
+// values, resident keeps one copy per host array, make_kv_storage gives device banks.
+TEST(GpuCudaBackend, MemoryMembers) {
+  KVLAB_REQUIRE_CUDA_DEVICE();
+  CudaBackend gpu;
+  const long n = 1001;
+  auto a = gpu.alloc(n), b = gpu.alloc(n);
+  std::vector<float> h(n, 7.0f);
+  gpu.download(h.data(), a.data(), n);
+  EXPECT_EQ(h, std::vector<float>(n, 0.0f)) << "alloc is zeroed";
+  const auto x = uniform(n, 9);
+  gpu.upload(a.data(), x.data(), n);
+  gpu.copy(b.data() + 1, a.data(), n - 1);
+  gpu.download(h.data(), b.data(), n);
+  EXPECT_EQ(h[0], 0.0f);
+  EXPECT_TRUE(std::equal(x.begin(), x.end() - 1, h.begin() + 1)) << "upload, copy, download";
+  EXPECT_TRUE(gpu.alloc(0).empty());
+  const float* r1 = gpu.resident(x.data(), n);
+  EXPECT_EQ(gpu.resident(x.data(), n), r1) << "one copy per host array";
+  EXPECT_EQ(gpu.resident_bytes(), n * sizeof(float));
+  std::vector<float> back(n);
+  gpu.download(back.data(), r1, n);
+  EXPECT_EQ(back, x);
+  auto kv = gpu.make_kv_storage({5, 0}, 2, 8);
+  ASSERT_NE(dynamic_cast<kvlab::gpu::DeviceKvStorage<float>*>(kv.get()), nullptr);
+  EXPECT_EQ(kv->bytes_allocated(), 2 * 5 * 16 * static_cast<std::int64_t>(sizeof(float)));
+}
+
+// The reductions the engine runs on the backend: the CPU backend's defaults are the truth.
+TEST(GpuCudaBackend, ReductionsMatchTheCpuBackend) {
+  KVLAB_REQUIRE_CUDA_DEVICE();
+  CudaBackend gpu;
+  kvlab::ref::CpuBackend<float> cpu;
+  const long n = 70001;
+  const auto x = uniform(n, 10, -70000, 70000);
+  for (Dtype d : {Dtype::f16, Dtype::bf16, Dtype::f32}) {
+    SCOPED_TRACE(kvlab::dtype_name(d));
+    std::vector<float> want = x;
+    cpu.round_to_dtype(want.data(), n, d);
+    auto dx = gpu.alloc(n);
+    gpu.upload(dx.data(), x.data(), n);
+    gpu.round_to_dtype(dx.data(), n, d);
+    std::vector<float> got(n);
+    gpu.download(got.data(), dx.data(), n);
+    EXPECT_EQ(compare(got, want, 0, 0), "");
+  }
+  auto dx = gpu.alloc(4);
+  EXPECT_THROW(gpu.round_to_dtype(dx.data(), 4, Dtype::fp8), kvlab::Error);
+
+  // H2O: host scores (N, H_kv) that already hold values, the same bits.
+  const int H = 8, H_kv = 2, T = 5, N = 77;
+  const auto probs = uniform(static_cast<std::size_t>(H) * T * N, 11, 0, 1);
+  const auto start = uniform(static_cast<std::size_t>(N) * H_kv, 12, 0, 9);
+  std::vector<double> sw(start.begin(), start.end()), sg = sw;
+  cpu.h2o_scores(sw.data(), probs.data(), H, T, N, H_kv);
+  auto dp = gpu.alloc(static_cast<long>(probs.size()));
+  gpu.upload(dp.data(), probs.data(), static_cast<long>(probs.size()));
+  gpu.h2o_scores(sg.data(), dp.data(), H, T, N, H_kv);
+  EXPECT_EQ(compare(sg, sw, 0, 0), "") << "h2o_scores";
+
+  // diff_stats: maxima exact, the sum within 1e-12 relative.
+  auto y = x;
+  for (long i = 0; i < n; i += 3) y[i] += 0.25f;
+  auto da = gpu.alloc(n), db = gpu.alloc(n);
+  gpu.upload(da.data(), x.data(), n);
+  gpu.upload(db.data(), y.data(), n);
+  double w3[3], g3[3];
+  cpu.diff_stats(w3, x.data(), y.data(), n);
+  gpu.diff_stats(g3, da.data(), db.data(), n);
+  EXPECT_EQ(g3[0], w3[0]);
+  EXPECT_NEAR(g3[1], w3[1], 1e-12 * w3[1]);
+  EXPECT_EQ(g3[2], w3[2]);
 }
 
 // One Llama layer and the logits on both backends: a prompt of 9 tokens, then one decode step.
