@@ -121,9 +121,6 @@ __global__ void exact_softmax_kernel(Params p, const float* s, float* probs) {
     l += sr[j] == neg_inf() ? 0.0f : expf(sr[j] - m);
   l = block_reduce<false>(l, red);
   const float inv = 1.0f / l;
-  if (probs)
-    for (int j = threadIdx.x; j < p.N; j += blockDim.x)
-      probs[srow + j] = sr[j] == neg_inf() ? 0.0f : expf(sr[j] - m) / l;
 
   const long row = static_cast<long>(p.H_kv) * p.D;
   for (int d0 = 0; d0 < p.D; d0 += blockDim.x) {
@@ -142,6 +139,11 @@ __global__ void exact_softmax_kernel(Params p, const float* s, float* probs) {
     }
     if (d < p.D) orow[d] = acc * inv;
   }
+  // Last, as probs may be the scores' own buffer: every element of the row is read and written by
+  // the same thread (j ≡ threadIdx.x), and this is its last read.
+  if (probs)
+    for (int j = threadIdx.x; j < p.N; j += blockDim.x)
+      probs[srow + j] = sr[j] == neg_inf() ? 0.0f : expf(sr[j] - m) / l;
 }
 
 // ---- prefill path ------------------------------------------------------------------------------
@@ -618,7 +620,8 @@ std::size_t attention_workspace_bytes(const AttentionArgs& a, const AttentionOpt
   if (a.T == 0 || a.N == 0) return 0;
   switch (resolve(a, o)) {
     case AttentionPath::exact:
-      return a.scores ? 0 : sizeof(float) * static_cast<std::size_t>(a.H) * a.T * a.N;
+      // The scores go to `scores`, else into `probs` (the softmax then overwrites them in place).
+      return a.scores || a.probs ? 0 : sizeof(float) * static_cast<std::size_t>(a.H) * a.T * a.N;
     case AttentionPath::decode: {
       const int splits = decode_splits(a, o);
       if (splits == 1) return 0;
@@ -645,7 +648,7 @@ void attention(const AttentionArgs& a, void* workspace, std::size_t workspace_by
   }
   switch (resolve(a, o)) {
     case AttentionPath::exact: {
-      float* s = a.scores ? a.scores : static_cast<float*>(workspace);
+      float* s = a.scores ? a.scores : (a.probs ? a.probs : static_cast<float*>(workspace));
       const dim3 sgrid((a.N + kExactBlock - 1) / kExactBlock, a.T < 65535 ? a.T : 65535, a.H);
       exact_scores_kernel<<<sgrid, kExactBlock, 0, stream>>>(p, s);
       CUDA_CHECK(cudaGetLastError());

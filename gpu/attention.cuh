@@ -14,9 +14,11 @@
 //
 // Three paths, all exact softmax (no approximation), float32 arithmetic:
 // - exact (probs or scores asked for, or D > 256): one kernel writes the scaled scores (H, T, N)
-//   (-inf outside the set) into `scores` or the workspace; a second, one block per (row, head),
+//   (-inf outside the set) into `scores`, else into `probs` (overwritten in place by the softmax),
+//   else the workspace; a second, one block per (row, head),
 //   takes the row's maximum and sum, writes the probabilities (0 outside the set) when asked and
-//   out = Σ_j p_j v_j / Σ_j p_j. Simple and memory-hungry (H·T·N floats of workspace).
+//   out = Σ_j p_j v_j / Σ_j p_j. Simple; H·T·N floats of workspace only when neither is asked for
+//   (D > 256).
 // - prefill (T > 4): flash-style. A block of 4 warps takes 16 query rows of one head; tiles of 32
 //   cells (one per lane) of K then V go through shared memory (K rows padded to D + 1 floats: no
 //   bank conflicts); each warp keeps 4 rows' running maximum, sum and output (D/32 floats per lane

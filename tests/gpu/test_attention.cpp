@@ -1,5 +1,6 @@
 // gpu::attention against ref::attention computed in float64 on the same (float) inputs, on every
-// path (automatic, exact, prefill, decode with 1, 3, 7 and automatic chunks, decode's scalar
+// path (automatic; exact with probs and scores, probs alone, scores alone, neither; prefill; decode
+// with 1, 3, 7 and automatic chunks; decode's scalar
 // fallback through misaligned pointers) and on awkward cases: odd lengths, T = 1, GQA ratios
 // 1/2/3/4/8/16, head sizes 33/64/80/128/256, causal, strict (LCKV) and window sets, per-KV-head
 // positions (H2O), cells out of order, an empty set, N = 0. Outputs start as NaN inside guard
@@ -123,8 +124,10 @@ std::string label(const Case& c, const std::string& how) {
 
 // Runs one configuration and compares out (and probs/scores when asked) with the truth.
 // `misalign` shifts q, k and v by one float (the decode path's scalar fallback).
+// observe: 0 nothing, 1 probs and scores, 2 probs alone (the scores go through the probs buffer),
+// 3 scores alone.
 void run_and_check(const Case& c, const Inputs& in, const Truth& want, const AttentionOptions& o,
-                   bool observe, bool misalign, const std::string& how) {
+                   int observe, bool misalign, const std::string& how) {
   SCOPED_TRACE(label(c, how));
   const int off = misalign ? 1 : 0;
   auto padded = [&](const std::vector<float>& h) {
@@ -153,10 +156,8 @@ void run_and_check(const Case& c, const Inputs& in, const Truth& want, const Att
   a.H_kv = c.H_kv;
   a.D = c.D;
   a.set = kvlab::ref::AttentionSet{c.strict, c.window};
-  if (observe) {
-    a.probs = probs.data();
-    a.scores = scores.data();
-  }
+  if (observe == 1 || observe == 2) a.probs = probs.data();
+  if (observe == 1 || observe == 3) a.scores = scores.data();
   const std::size_t bytes = kvlab::gpu::attention_workspace_bytes(a, o);
   DeviceBuffer<char> work(bytes);
   // The workspace starts as NaN bytes too: no path may read it before writing it.
@@ -166,9 +167,11 @@ void run_and_check(const Case& c, const Inputs& in, const Truth& want, const Att
   std::vector<float> got;
   EXPECT_EQ(out.fetch(got), "") << "out";
   EXPECT_EQ(compare(got, want.out, 2e-5, 1e-4), "") << "out";
-  if (observe) {
+  if (a.probs) {
     EXPECT_EQ(probs.fetch(got), "") << "probs";
     EXPECT_EQ(compare(got, want.probs, 1e-6, 1e-4), "") << "probs";
+  }
+  if (a.scores) {
     EXPECT_EQ(scores.fetch(got), "") << "scores";
     EXPECT_EQ(compare(got, want.scores, 1e-5, 1e-5), "") << "scores";
   }
@@ -183,15 +186,17 @@ TEST(GpuAttention, EveryPathMatchesTheReference) {
   for (const Case& c : kCases) {
     const Inputs in = make_inputs(c, seed += 10);
     const Truth want = truth(c, in);
-    run_and_check(c, in, want, {}, false, false, "automatic");
-    run_and_check(c, in, want, {}, true, false, "automatic with probs and scores (exact)");
-    run_and_check(c, in, want, {AttentionPath::exact, 0}, false, false, "exact");
-    run_and_check(c, in, want, {AttentionPath::prefill, 0}, false, false, "prefill");
+    run_and_check(c, in, want, {}, 0, false, "automatic");
+    run_and_check(c, in, want, {}, 1, false, "automatic with probs and scores (exact)");
+    run_and_check(c, in, want, {}, 2, false, "automatic with probs alone (exact, in place)");
+    run_and_check(c, in, want, {}, 3, false, "automatic with scores alone (exact)");
+    run_and_check(c, in, want, {AttentionPath::exact, 0}, 0, false, "exact");
+    run_and_check(c, in, want, {AttentionPath::prefill, 0}, 0, false, "prefill");
     if (c.T <= 64) {  // the decode path reads K/V once per row: keep it to small T
       for (int splits : {0, 1, 3, 7})
-        run_and_check(c, in, want, {AttentionPath::decode, splits}, false, false,
+        run_and_check(c, in, want, {AttentionPath::decode, splits}, 0, false,
                       "decode, splits " + std::to_string(splits));
-      run_and_check(c, in, want, {AttentionPath::decode, 5}, false, true,
+      run_and_check(c, in, want, {AttentionPath::decode, 5}, 0, true,
                     "decode, misaligned (scalar loads)");
     }
   }
@@ -222,7 +227,7 @@ TEST(GpuAttention, DecodeSplitsOnALongCache) {
   const Inputs in = make_inputs(c, 7);
   const Truth want = truth(c, in);
   for (int splits : {0, 1, 2, 64, 313, 4096})
-    run_and_check(c, in, want, {AttentionPath::decode, splits}, false, false,
+    run_and_check(c, in, want, {AttentionPath::decode, splits}, 0, false,
                   "splits " + std::to_string(splits));
   alignas(16) static float f[4];
   static int i[1];
