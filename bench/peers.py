@@ -59,10 +59,12 @@ WORDS = "once upon a time there was a little robot who liked to read books about
 TEXT_CHECKS = (("once upon a time there was a little robot", 32),
                (" ".join(WORDS[i % len(WORDS)] for i in range(180)), 16))
 TEXT_SCALE = 4.0
+# The prefix of error messages (bench/llmc.py, which shares these helpers, sets its own).
+NAME = "bench/peers.py"
 
 
 def fail(field, value, why):
-    print(f"bench/peers.py: error: {field} = {value} is invalid: {why}", file=sys.stderr)
+    print(f"{NAME}: error: {field} = {value} is invalid: {why}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -74,10 +76,10 @@ def run(cmd, env=None, stderr=False, streams=False):
         p = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     except OSError as e:
-        sys.exit(f"bench/peers.py: cannot run {cmd[0]}: {e}")
+        sys.exit(f"{NAME}: cannot run {cmd[0]}: {e}")
     dt = time.perf_counter() - t0
     if p.returncode != 0:
-        sys.exit(f"bench/peers.py: {' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
+        sys.exit(f"{NAME}: {' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
     if streams:
         return dt, p.stdout, p.stderr
     return dt, p.stderr if stderr else p.stdout
@@ -460,14 +462,16 @@ def fmt_row(r):
             f"| **{r['ratio']:.2f}** ({r['lo']:.2f} to {r['hi']:.2f}, {r['rounds']}) | {same} |")
 
 
-def with_table(text, stamp, table):
-    """`text` (docs/performance.md) with the block between the peers markers replaced by the
-    stamp and the table, or with a new section holding them when it has no markers."""
-    block = (f"<!-- peers:begin (bench/peers.py --write-docs) -->\n{stamp}\n\n{table}\n"
-             f"<!-- peers:end -->")
-    if "<!-- peers:begin" in text:
-        return re.sub(r"<!-- peers:begin.*?<!-- peers:end -->", lambda _: block, text, flags=re.S)
-    return text + "\n## Beside the peers (issue 18)\n\n" + block + "\n"
+def with_table(text, stamp, table, marker="peers", script="bench/peers.py --write-docs",
+               title="Beside the peers (issue 18)"):
+    """`text` (docs/performance.md) with the block between the `marker` markers replaced by the
+    stamp and the table, or with a new section `title` holding them when it has no markers."""
+    block = (f"<!-- {marker}:begin ({script}) -->\n{stamp}\n\n{table}\n"
+             f"<!-- {marker}:end -->")
+    if f"<!-- {marker}:begin" in text:
+        return re.sub(rf"<!-- {marker}:begin.*?<!-- {marker}:end -->", lambda _: block, text,
+                      flags=re.S)
+    return text + f"\n## {title}\n\n" + block + "\n"
 
 
 def machine():
