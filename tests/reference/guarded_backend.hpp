@@ -124,14 +124,17 @@ class GuardedBackend final : public ref::Backend<S> {
   }
   void deallocate(S* p, long) noexcept override { arena().release(p); }
   void upload(S* dst, const S* host, long n) override {
+    if (n <= 0) return;  // an empty array's pointer may be null
     Open o;
     std::memcpy(dst, host, static_cast<std::size_t>(n) * sizeof(S));
   }
   void download(S* host, const S* src, long n) override {
+    if (n <= 0) return;  // an empty array's pointer may be null
     Open o;
     std::memcpy(host, src, static_cast<std::size_t>(n) * sizeof(S));
   }
   void copy(S* dst, const S* src, long n) override {
+    if (n <= 0) return;  // an empty array's pointer may be null
     Open o;
     std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(S));
   }
