@@ -5,6 +5,7 @@
 
 #include "cli/common.hpp"
 #include "core/error.hpp"
+#include "session/backend.hpp"
 
 namespace kvlab::cli {
 
@@ -43,6 +44,7 @@ RunOptions RunArgs::run_options() const {
   r.squeeze = parse_squeeze(squeeze);
   r.schedule = to_schedule(schedule);
   r.threads = threads;
+  r.backend = backend;
   r.context = context;
   r.force_nodiag = force_nodiag;
   r.kv_dtype = dtype;
@@ -87,6 +89,10 @@ void add_run_options(CLI::App* cmd, RunArgs& a, unsigned which) {
   cmd->add_option("--plan", a.plan,
                   "Run under another plan (default: the checkpoint's; random weights: standard)");
   cmd->add_option("--threads", a.threads, "CPU threads")->capture_default_str();
+  cmd->add_option("--backend", a.backend,
+                  cuda_backend_built() ? "cpu (the reference) or cuda (float32, on the GPU)"
+                                       : "cpu (this build has no CUDA backend)")
+      ->capture_default_str();
   if (which & kContext) {
     cmd->add_option("--context", a.context, "Max sequence length (default: the model's)");
   }

@@ -46,6 +46,7 @@ struct RunArgs {
   std::string dtype;  // --dtype: the K/V storage dtype; empty: the precision
   ScheduleFlags schedule;
   int threads = 1, context = 0;
+  std::string backend = "cpu";  // --backend
   bool force_nodiag = false;
   std::string prompt, tokens, text_file;
   unsigned registered = 0;  // the RunOption bits add_run_options registered

@@ -117,7 +117,7 @@ ref::PrefillSchedule schedule_of(int passes, double converge, int max_passes, bo
 
 const char* const kRunKeys[] = {
     "plan",       "policy",         "budget",  "positions", "squeeze",      "passes", "converge",
-    "max_passes", "token_by_token", "threads", "context",   "force_nodiag", "dtype"};
+    "max_passes", "token_by_token", "threads", "context",   "force_nodiag", "dtype",  "backend"};
 
 // `base` with the run options among `kw` changed (the CLI's flag names, '-' as '_').
 RunOptions apply_run(RunOptions r, const py::dict& kw) {
@@ -160,8 +160,10 @@ RunOptions apply_run(RunOptions r, const py::dict& kw) {
   str("budget", r.budget);
   str("positions", r.positions);
   str("dtype", r.kv_dtype);  // K/V storage dtype: None = the precision
+  str("backend", r.backend);
   if (r.policy.empty()) r.policy = "full";
   if (r.positions.empty()) r.positions = "absolute";
+  if (r.backend.empty()) r.backend = "cpu";
   if (kw.contains("squeeze")) {
     std::string sq;
     str("squeeze", sq);
@@ -201,6 +203,7 @@ py::dict run_dict(const RunOptions& r) {
   d["context"] = r.context;
   d["force_nodiag"] = r.force_nodiag;
   d["dtype"] = r.kv_dtype.empty() ? py::none() : py::cast(r.kv_dtype);
+  d["backend"] = r.backend;
   return d;
 }
 

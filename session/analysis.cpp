@@ -41,7 +41,7 @@ SqueezeReport squeeze(ref::Engine<S>& engine, const ref::SqueezeSpec& spec,
 
 template <typename S>
 TraceReport trace_prefill(const Model<S>& model, const ref::EngineOptions& options,
-                          const std::vector<Subscription>& observers,
+                          const std::string& backend, const std::vector<Subscription>& observers,
                           const std::vector<int>& tokens, bool exact) {
   ref::EngineOptions eo = options;
   if (eo.schedule.mode == ref::PrefillMode::token_by_token) {
@@ -52,7 +52,7 @@ TraceReport trace_prefill(const Model<S>& model, const ref::EngineOptions& optio
   // The passes are an upper bound: a block stops once pass T has made all T tokens exact.
   eo.schedule.stop_when_exact = true;
   const int T = static_cast<int>(tokens.size());
-  ref::Engine<S> engine(model.weights, eo);
+  ref::Engine<S> engine(model.weights, eo, make_backend<S>(backend, eo.threads));
   TraceReport rep;
   const KvPlan& plan = engine.plan();
   rep.map = plan.to_string();
@@ -65,7 +65,7 @@ TraceReport trace_prefill(const Model<S>& model, const ref::EngineOptions& optio
   if (exact && !rep.blocks.empty()) {
     ref::EngineOptions xo = eo;
     xo.schedule.mode = ref::PrefillMode::token_by_token;
-    ref::Engine<S> reference(model.weights, xo);
+    ref::Engine<S> reference(model.weights, xo, make_backend<S>(backend, xo.threads));
     exact_logits = reference.prefill(tokens, true);
     for (int b = 0; b < reference.num_banks(); ++b) {
       auto held = reference.held_kv(b);
@@ -95,8 +95,10 @@ template SqueezeReport squeeze(ref::Engine<float>&, const ref::SqueezeSpec&,
 template SqueezeReport squeeze(ref::Engine<double>&, const ref::SqueezeSpec&,
                                const std::vector<int>&);
 template TraceReport trace_prefill(const Model<float>&, const ref::EngineOptions&,
-                                   const std::vector<Subscription>&, const std::vector<int>&, bool);
+                                   const std::string&, const std::vector<Subscription>&,
+                                   const std::vector<int>&, bool);
 template TraceReport trace_prefill(const Model<double>&, const ref::EngineOptions&,
-                                   const std::vector<Subscription>&, const std::vector<int>&, bool);
+                                   const std::string&, const std::vector<Subscription>&,
+                                   const std::vector<int>&, bool);
 
 }  // namespace kvlab::detail

@@ -187,7 +187,8 @@ void Session::configure(const RunOptions& run) {
   im.visit([&](auto& m) {
     using S = typename std::remove_reference_t<decltype(m)>::Scalar;
     ref::EngineOptions eo = engine_options(run, m.weights->config);
-    auto engine = std::make_unique<ref::Engine<S>>(m.weights, eo);
+    auto engine =
+        std::make_unique<ref::Engine<S>>(m.weights, eo, make_backend<S>(run.backend, run.threads));
     for (const auto& [o, kinds] : im.observers) engine->subscribe(o, kinds);
     // Nothing throws past this point: the session switches to the new options whole.
     m.engine = std::move(engine);
@@ -315,7 +316,7 @@ SqueezeReport Session::squeeze(const std::vector<int>& tokens) {
 TraceReport Session::trace_prefill(const std::vector<int>& tokens, bool exact) {
   const Impl& im = *impl_;
   return im.visit([&](const auto& m) {
-    return detail::trace_prefill(m, im.engine_options, im.observers, tokens, exact);
+    return detail::trace_prefill(m, im.engine_options, im.run.backend, im.observers, tokens, exact);
   });
 }
 

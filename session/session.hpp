@@ -55,6 +55,7 @@ struct RunOptions {
   ref::SqueezeSpec squeeze;            // SqueezeAttention budgets per bank (enabled: on)
   ref::PrefillSchedule schedule;       // plans with upward edges (LCKV)
   int threads = 1;                     // [1, 256]
+  std::string backend = "cpu";         // cpu | cuda (session/backend.hpp)
   int context = 0;                     // longest sequence; 0: max_position_embeddings
   bool force_nodiag = false;           // mask the diagonal in every layer
   // The dtype K and V are stored at: "" (the precision, f32 or f64), "f16", "bf16", "f32", "f64".

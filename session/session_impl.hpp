@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "session/backend.hpp"
 #include "session/session.hpp"
 
 namespace kvlab {
@@ -35,7 +36,7 @@ SqueezeReport squeeze(ref::Engine<S>& engine, const ref::SqueezeSpec& spec,
                       const std::vector<int>& tokens);
 template <typename S>
 TraceReport trace_prefill(const Model<S>& model, const ref::EngineOptions& options,
-                          const std::vector<Subscription>& observers,
+                          const std::string& backend, const std::vector<Subscription>& observers,
                           const std::vector<int>& tokens, bool exact);
 
 // session/eval.cpp

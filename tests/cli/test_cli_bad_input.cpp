@@ -77,6 +77,9 @@ const Row kRows[] = {
      "--tokenizer = {D}/tok.bin is invalid: has 320 tokens, more than the model's vocab_size = 300",
      "{D}/o.npy"},
     // forward: flags
+    {"forward --model {D}/s --tokens 1,2,3 --backend tpu --out {D}/o.npy",
+     "--backend = tpu is invalid: must be cpu or cuda", "{D}/o.npy"},
+    {"generate --model {D}/s --prompt hi --backend CPU", "--backend = CPU is invalid", ""},
     {"forward --model {D}/s --tokens 1,2,300 --out {D}/o.npy",
      "--tokens = 300 is invalid: token ids must be in [0, 300)", "{D}/o.npy"},
     {"forward --model {D}/s --tokens 1,2,3 --plan lckv:1 --passes 3 --converge 0.01 --out "
@@ -374,4 +377,32 @@ TEST_F(BadInput, EveryRowIsOneNamedErrorAndLeavesNoFile) {
       }
     }
   }
+}
+
+// --backend cuda names why it cannot run here (a build without CUDA, no device, float64), or runs.
+TEST_F(BadInput, CudaBackendSaysWhyItCannotRun) {
+  const std::string d = dir_.string();
+  const RunResult f64 =
+      run_kvlab("forward --model " + d + "/s --tokens 1,2,3 --backend cuda --precision f64 --out " +
+                d + "/cuda64.npy");
+  SCOPED_TRACE(f64.output);
+  EXPECT_EQ(f64.status, 2);
+  EXPECT_NE(f64.output.find("--backend = cuda is invalid: "), std::string::npos);
+  EXPECT_TRUE(f64.output.find("computes in float32") != std::string::npos ||
+              f64.output.find("built without the CUDA backend") != std::string::npos);
+  EXPECT_FALSE(fs::exists(d + "/cuda64.npy"));
+
+  const RunResult f32 = run_kvlab("forward --model " + d +
+                                  "/s --tokens 1,2,3 --backend cuda --out " + d + "/cuda32.npy");
+  SCOPED_TRACE(f32.output);
+  if (f32.status == 0) {  // a machine with a GPU: it ran (tests/gpu compares its numbers)
+    EXPECT_TRUE(fs::exists(d + "/cuda32.npy"));
+    return;
+  }
+  EXPECT_EQ(f32.status, 2);
+  EXPECT_EQ(std::count(f32.output.begin(), f32.output.end(), '\n'), 1) << "want exactly one line";
+  EXPECT_NE(f32.output.find("--backend = cuda is invalid: "), std::string::npos);
+  EXPECT_TRUE(f32.output.find("no CUDA device: ") != std::string::npos ||
+              f32.output.find("built without the CUDA backend") != std::string::npos);
+  EXPECT_FALSE(fs::exists(d + "/cuda32.npy"));
 }

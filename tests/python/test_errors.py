@@ -45,6 +45,12 @@ def test_bad_options(s):
     assert s.run_options["policy"] == "full"  # unchanged after the error
     with pytest.raises(kvlab.Error, match="precision"):
         kvlab.Session("tiny-standard", precision="f16")
+    with pytest.raises(kvlab.Error, match="--backend = tpu is invalid: must be cpu or cuda"):
+        kvlab.Session("tiny-standard", backend="tpu")
+    with pytest.raises(kvlab.Error,
+                       match="--backend = cuda is invalid: .*(float32|without the CUDA)"):
+        kvlab.Session("tiny-standard", backend="cuda", precision="f64")
+    assert kvlab.Session("tiny-standard", backend="cpu").run_options["backend"] == "cpu"
     with pytest.raises(kvlab.Error, match="no-such-model"):
         kvlab.Session("no-such-model")
     with pytest.raises(kvlab.Error, match="kinds = attn"):
