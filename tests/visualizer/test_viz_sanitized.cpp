@@ -33,12 +33,15 @@ TEST(VizSanitized, AThousandFrameSessionEndsCleanly) {
     script += std::string("plan ") + p + "\nstep 3\nframes 50\nrun\nframes 50\npause\ntrace\n";
     script += "resize 520 360\nframes 30\nresize 480 320\nreset\nprefill\nframes 30\n";
   }
-  script += "squeeze 0.5,0.2\nwait\nframes 1\n";
+  // 5 x 160 + 200 + 1 frames of the script's own; `wait` adds what the worker needs (under a
+  // sanitizer on a busy machine, a squeeze can outlast any fixed frame budget), and the session
+  // ends when the script does.
+  script += "frames 200\nsqueeze 0.5,0.2\nwait\nframes 1\n";
   std::ofstream(dir + "/script.txt") << script;
 
   const std::string model = std::string(KVLAB_SOURCE_DIR) + "/tests/data/tiny_config.json";
   const std::string cmd = prefix + KVLAB_VIZ_DRIVER + " " + model + " " + dir + "/script.txt " +
-                          dir + "/report.json 1000 480 320";
+                          dir + "/report.json 0 480 320";
   kvlab::test::ShellResult r = kvlab::test::shell(cmd);
   if (kvlab::test::xvfb_failed(r.output)) r = kvlab::test::shell(cmd);  // once more
   if (kvlab::test::xvfb_failed(r.output)) {
@@ -50,9 +53,9 @@ TEST(VizSanitized, AThousandFrameSessionEndsCleanly) {
   std::ifstream f(dir + "/report.json");
   ASSERT_TRUE(f) << "no report: " << r.output;
   const json rep = json::parse(f);
-  EXPECT_EQ(rep["frames"], 1000);
+  EXPECT_GE(rep["frames"].get<int>(), 1001);
   EXPECT_EQ(rep["last_frame"]["worker"]["error"], "") << rep["last_frame"].dump(1);
-  EXPECT_EQ(rep["script_lines_run"].get<int>(), 5 * 13 + 3);
+  EXPECT_EQ(rep["script_lines_run"].get<int>(), 5 * 13 + 4);
   fs::remove_all(dir);
 }
 
