@@ -490,17 +490,9 @@ def main():
              f"2048 x 2048, best of 5) before / after the rounds, GFLOP/s: {sg}.\n\n{match}.")
     print("\n" + stamp)
     if a.write_docs:
-        doc = os.path.join(ROOT, "docs/performance.md")
-        with open(doc) as f:
-            text = f.read()
-        text = peers.with_table(text, stamp, "\n".join([HEAD] + [fmt_row(r) for r in rows]),
-                                marker="llmc", script="bench/llmc.py --write-docs",
-                                title="Training beside llm.c (issue 18)")
-        tmp = doc + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, doc)
-        print(f"wrote the table into {doc}")
+        peers.write_docs(stamp, "\n".join([HEAD] + [fmt_row(r) for r in rows]), marker="llmc",
+                         script="bench/llmc.py --write-docs",
+                         title="Training beside llm.c (issue 18)")
 
 
 if __name__ == "__main__":

@@ -474,6 +474,20 @@ def with_table(text, stamp, table, marker="peers", script="bench/peers.py --writ
     return text + f"\n## {title}\n\n" + block + "\n"
 
 
+def write_docs(stamp, table, **markers):
+    """Puts the stamp and the table into docs/performance.md (with_table; `markers` as it takes
+    them), through a temporary file and a rename: never a half-written file."""
+    doc = os.path.join(ROOT, "docs/performance.md")
+    with open(doc) as f:
+        text = f.read()
+    text = with_table(text, stamp, table, **markers)
+    tmp = doc + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, doc)
+    print(f"wrote the table into {doc}")
+
+
 def machine():
     model = "unknown CPU"
     try:
@@ -557,15 +571,7 @@ def main():
              f"case, {a.tokens} decode tokens timed; model {os.path.basename(p.model)}")
     print("\n" + stamp)
     if a.write_docs:
-        doc = os.path.join(ROOT, "docs/performance.md")
-        with open(doc) as f:
-            text = f.read()
-        text = with_table(text, stamp, "\n".join([head] + [fmt_row(r) for r in rows]))
-        tmp = doc + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, doc)
-        print(f"wrote the table into {doc}")
+        write_docs(stamp, "\n".join([head] + [fmt_row(r) for r in rows]))
 
 
 if __name__ == "__main__":
