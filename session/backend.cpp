@@ -18,6 +18,9 @@ bool cuda_backend_built() {
 #endif
 }
 
+namespace {
+
+// An unknown name, or "cuda" in a build without CUDA: a named error, before any device is touched.
 void check_backend_name(const std::string& name) {
   if (name == "cpu") return;
   if (name != "cuda") fail("--backend", name, "must be cpu or cuda");
@@ -27,6 +30,8 @@ void check_backend_name(const std::string& name) {
          "docs/gpu-validation.md says how to build it)");
   }
 }
+
+}  // namespace
 
 template <typename S>
 std::unique_ptr<ref::Backend<S>> make_backend(const std::string& name, int threads) {

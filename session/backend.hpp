@@ -19,8 +19,4 @@ bool cuda_backend_built();
 template <typename S>
 std::unique_ptr<ref::Backend<S>> make_backend(const std::string& name, int threads);
 
-// Checks a backend name without making one (no device is touched): an unknown name, or "cuda" in
-// a build without CUDA, throws as make_backend does.
-void check_backend_name(const std::string& name);
-
 }  // namespace kvlab
